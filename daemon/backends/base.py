@@ -1,0 +1,108 @@
+"""The one contract every inference engine implements, built-in or plugin."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from daemon.config.schema import Preset
+from daemon.templates import Message
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a backend needs to load one model."""
+
+    id: str
+    path: Path | None
+    """Local weights; None where the engine owns them (an Ollama tag, a remote server's model)."""
+    remote_name: str | None
+    """Name the engine knows the model by when it owns the weights."""
+    template: str
+    """`auto` (the model's own chat template) or a family name from `daemon.templates`."""
+    context_length: int
+    capabilities: frozenset[str]
+    mmproj: Path | None = None
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Sampling settings of one request: a preset plus the stop sequences of the model."""
+
+    max_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 0.9
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.1
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    @classmethod
+    def from_preset(cls, preset: Preset, stop: tuple[str, ...] = ()) -> GenerationParams:
+        return cls(**preset.model_dump(), stop=stop)
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    messages: tuple[Message, ...]
+    params: GenerationParams
+    images: tuple[bytes, ...] = ()
+    """Encoded images (JPEG/PNG) for the last user turn."""
+    audio: bytes | None = None
+    """The utterance as 16 kHz mono WAV, for models that take audio."""
+
+
+@dataclass
+class GenerationStats:
+    """Filled in by the backend while it streams; complete once the stream ends."""
+
+    prompt_tokens: int = 0
+    prompt_eval_tokens: int = 0
+    """Prompt tokens the engine actually evaluated (the rest came from its prompt cache)."""
+    completion_tokens: int = 0
+    finish_reason: str = ""
+    """`stop` (end of turn or a stop sequence), `length` (max_tokens), or `cancelled`."""
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """An inference engine. Instances are made by the registry with the backend's settings."""
+
+    name: ClassVar[str]
+    capabilities: ClassVar[frozenset[str]]
+    """Inputs the engine can take at all; a model still declares its own in models.toml."""
+    settings_model: ClassVar[type[BaseModel] | None]
+    """Pydantic model of `[backends.<name>]`; None accepts just `enabled`."""
+
+    async def load(self, spec: ModelSpec) -> None:
+        """Make the model ready; raise BackendLoadError with the engine's reason on failure."""
+
+    async def unload(self, model_id: str) -> None: ...
+
+    def generate(
+        self, model_id: str, request: GenerationRequest, stats: GenerationStats
+    ) -> AsyncGenerator[str, None]:
+        """Stream the answer as text chunks. Closing the iterator early stops the engine."""
+        ...
+
+    async def health(self) -> bool:
+        """True when the engine can take work now (a server answers, a library imports)."""
+        ...
+
+    def estimate_memory_mb(self, spec: ModelSpec) -> int:
+        """Memory the model will take once loaded, for `[memory_limits]`."""
+        ...
+
+    def count_tokens(self, model_id: str, text: str) -> int | None:
+        """Exact token count with the loaded model's tokenizer, or None if unknown."""
+        ...
+
+    async def close(self) -> None:
+        """Release everything (all models, connections)."""
+        ...

@@ -1,0 +1,247 @@
+"""llama.cpp in-process, through llama-cpp-python.
+
+Loading and generation run on worker threads; tokens reach the event loop through
+`call_soon_threadsafe`, so the loop never waits on the engine. Each model has one lock held by the
+thread that uses it (llama.cpp contexts are not thread-safe), taken on the worker thread rather than
+the loop. Consecutive prompts that share a prefix (the system prompt, the earlier turns) reuse the
+KV cache of that prefix: llama-cpp-python compares the new prompt with the tokens it evaluated last
+and only evaluates the rest, which `GenerationStats.prompt_eval_tokens` reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import threading
+from collections.abc import AsyncGenerator, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from daemon.backends.base import GenerationRequest, GenerationStats, ModelSpec
+from daemon.config.schema import LlamaCppSettings
+from daemon.errors import BackendError, BackendLoadError, GenerationError
+from daemon.gguf_header import GGUFError, kv_cache_mb, read_metadata
+from daemon.templates import Message, guess_family, template
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+Formatter = Callable[[Sequence[Message]], tuple[str, tuple[str, ...], bool]]
+"""messages -> (prompt text, stop sequences, whether the tokenizer should add BOS)."""
+
+
+@dataclass
+class _Loaded:
+    llm: Llama
+    format: Formatter
+    lock: threading.Lock
+
+
+@dataclass(frozen=True)
+class _End:
+    error: str | None = None
+
+
+class LlamaCppBackend:
+    name: ClassVar[str] = "llama_cpp"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"text"})
+    settings_model: ClassVar[type[LlamaCppSettings]] = LlamaCppSettings
+
+    def __init__(self, settings: LlamaCppSettings) -> None:
+        self._settings = settings
+        self._models: dict[str, _Loaded] = {}
+        self._load_locks: dict[str, asyncio.Lock] = {}
+
+    async def load(self, spec: ModelSpec) -> None:
+        if spec.path is None:
+            raise BackendLoadError(self.name, f"model '{spec.id}' has no local GGUF file")
+        lock = self._load_locks.setdefault(spec.id, asyncio.Lock())
+        async with lock:  # two requests never load the same model twice
+            if spec.id not in self._models:
+                self._models[spec.id] = await asyncio.to_thread(self._open, spec)
+
+    def _open(self, spec: ModelSpec) -> _Loaded:
+        from llama_cpp import Llama
+
+        assert spec.path is not None
+        try:
+            llm = Llama(
+                model_path=str(spec.path),
+                n_ctx=spec.context_length,
+                n_threads=self._settings.n_threads or os.cpu_count() or 1,
+                n_batch=self._settings.n_batch,
+                n_gpu_layers=self._settings.n_gpu_layers,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise BackendLoadError(self.name, f"cannot load {spec.path}: {exc}") from exc
+        return _Loaded(llm, _formatter(llm, spec.template), threading.Lock())
+
+    async def unload(self, model_id: str) -> None:
+        loaded = self._models.pop(model_id, None)
+        if loaded is not None:
+            await asyncio.to_thread(_close, loaded)
+
+    async def close(self) -> None:
+        for model_id in list(self._models):
+            await self.unload(model_id)
+
+    async def health(self) -> bool:
+        return importlib.util.find_spec("llama_cpp") is not None
+
+    def estimate_memory_mb(self, spec: ModelSpec) -> int:
+        if spec.path is None or not spec.path.is_file():
+            return 0
+        size_mb = spec.path.stat().st_size / 2**20
+        try:
+            kv = kv_cache_mb(read_metadata(spec.path), spec.context_length)
+        except (GGUFError, OSError):
+            kv = 0.0  # an unreadable file fails at load with llama.cpp's own message
+        # Compute buffers and the runtime come on top of weights and KV cache (measured ~60 MB).
+        return int(size_mb + kv + 64)
+
+    def count_tokens(self, model_id: str, text: str) -> int | None:
+        return len(self.tokenize(model_id, text)) if model_id in self._models else None
+
+    def tokenize(self, model_id: str, text: str, special: bool = True) -> list[int]:
+        """Tokens of `text` with the loaded model's vocabulary (special tokens parsed)."""
+        llm = self._models[model_id].llm
+        tokens: list[int] = llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+        return tokens
+
+    def loaded_ids(self) -> list[str]:
+        return list(self._models)
+
+    async def generate(
+        self, model_id: str, request: GenerationRequest, stats: GenerationStats
+    ) -> AsyncGenerator[str, None]:
+        loaded = self._models.get(model_id)
+        if loaded is None:
+            raise BackendError(self.name, f"model '{model_id}' is not loaded")
+        if request.images:
+            raise BackendError(self.name, f"model '{model_id}' takes no images in llama.cpp yet")
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | _End] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def emit(item: str | _End) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is gone: nobody is listening any more
+                cancel.set()
+
+        worker = threading.Thread(
+            target=_generate,
+            args=(loaded, request, stats, emit, cancel),
+            name=f"llama_cpp:{model_id}",
+            daemon=True,
+        )
+        worker.start()
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, _End):
+                    if item.error is not None:
+                        raise GenerationError(self.name, item.error)
+                    return
+                yield item
+        finally:
+            # The consumer stopped early (or was cancelled): the worker notices between tokens.
+            cancel.set()
+
+
+def _close(loaded: _Loaded) -> None:
+    with loaded.lock:
+        loaded.llm.close()
+
+
+def _generate(
+    loaded: _Loaded,
+    request: GenerationRequest,
+    stats: GenerationStats,
+    emit: Callable[[str | _End], None],
+    cancel: threading.Event,
+) -> None:
+    import llama_cpp
+
+    params = request.params
+    try:
+        with loaded.lock:
+            if cancel.is_set():
+                stats.finish_reason = "cancelled"
+                emit(_End())
+                return
+            llm = loaded.llm
+            prompt, stops, add_bos = loaded.format(request.messages)
+            tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True)
+            stats.prompt_tokens = len(tokens)
+            llama_cpp.llama_perf_context_reset(llm.ctx)
+            stream: Any = llm.create_completion(
+                tokens,
+                max_tokens=params.max_tokens,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                top_k=params.top_k,
+                min_p=params.min_p,
+                repeat_penalty=params.repeat_penalty,
+                seed=params.seed,
+                stop=list(dict.fromkeys(stops + params.stop)),
+                stream=True,
+            )
+            try:
+                for chunk in stream:
+                    if cancel.is_set():
+                        stats.finish_reason = "cancelled"
+                        break
+                    choice = chunk["choices"][0]
+                    if choice["text"]:
+                        emit(choice["text"])
+                    if choice["finish_reason"]:
+                        stats.finish_reason = choice["finish_reason"]
+            finally:
+                stream.close()
+            perf = llama_cpp.llama_perf_context(llm.ctx)
+            stats.prompt_eval_tokens = perf.n_p_eval
+            stats.completion_tokens = perf.n_eval
+            stats.timings_ms.update(prompt_eval=perf.t_p_eval_ms, generation=perf.t_eval_ms)
+        emit(_End())
+    except Exception as exc:  # any engine failure must reach the consumer, not die with the thread
+        emit(_End(error=f"{type(exc).__name__}: {exc}"))
+
+
+def _formatter(llm: Llama, family: str) -> Formatter:
+    """How this model's prompts are written: our family template, else the GGUF's own."""
+    meta: dict[str, str] = llm.metadata
+    embedded = meta.get("tokenizer.chat_template")
+    if family == "auto" and embedded:
+        return _jinja_formatter(llm, embedded)
+    if family == "auto":
+        family = guess_family(meta.get("general.architecture", ""), meta.get("general.name", ""))
+    chosen = template(family)
+
+    def render(messages: Sequence[Message]) -> tuple[str, tuple[str, ...], bool]:
+        prompt = chosen.render(messages)
+        return prompt, chosen.stop, not (chosen.bos and prompt.startswith(chosen.bos))
+
+    return render
+
+
+def _jinja_formatter(llm: Llama, source: str) -> Formatter:
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    eos_id, bos_id = llm.token_eos(), llm.token_bos()
+    eos = llm._model.token_get_text(eos_id) if eos_id != -1 else ""
+    bos = llm._model.token_get_text(bos_id) if bos_id != -1 else ""
+    jinja = Jinja2ChatFormatter(source, eos_token=eos, bos_token=bos, stop_token_ids=[eos_id])
+
+    def render(messages: Sequence[Message]) -> tuple[str, tuple[str, ...], bool]:
+        turns: list[Any] = [{"role": m.role, "content": m.content} for m in messages]
+        result = jinja(messages=turns)
+        extra = (
+            result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
+        )
+        stops = tuple(dict.fromkeys(s for s in [eos, *extra] if s))
+        return result.prompt, stops, not result.added_special
+
+    return render

@@ -1,0 +1,1 @@
+"""models.toml: schema, loading and validation."""

@@ -1,0 +1,178 @@
+"""Rules of models.toml that span sections: names that must refer to something, budgets that fit.
+
+They run on whatever parts of the file validated, so a type error in one section does not hide a
+duplicate model id in another.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from daemon import model_sources
+from daemon.config.schema import (
+    BUILTIN_BACKENDS,
+    BackendsSettings,
+    DaemonSettings,
+    MemoryLimits,
+    ModelEntry,
+    ModelSource,
+    PluginBackendSettings,
+    SttSettings,
+)
+from daemon.errors import ConfigIssue
+
+
+def cross_check(
+    raw: dict[str, Any], sections: dict[str, Any], plugins: set[str]
+) -> list[ConfigIssue]:
+    known = sorted(set(BUILTIN_BACKENDS) | plugins)
+    models: list[ModelEntry | None] = sections.get("models") or []
+    issues: list[ConfigIssue] = []
+    issues += _backends(sections.get("backends"), raw.get("backends"), known, plugins)
+    ids = _raw_ids(raw.get("models"))
+    issues += _duplicates(ids)
+    issues += _models(models, known)
+    issues += _daemon(sections.get("daemon"), raw, ids, sections.get("presets"))
+    issues += _memory(sections.get("memory_limits"), models, known)
+    stt = sections.get("stt")
+    if isinstance(stt, SttSettings) and stt.model is not None:
+        issues += _source_problem("stt.model", stt.model)
+    return issues
+
+
+def unknown_backend(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"unknown backend '{name}' (known: {', '.join(known)}){hint}"
+
+
+def _backends(
+    backends: BackendsSettings | None, raw: object, known: list[str], plugins: set[str]
+) -> list[ConfigIssue]:
+    if backends is None:
+        return []
+    issues = [
+        ConfigIssue(f"backends.default[{i}]", unknown_backend(name, known))
+        for i, name in enumerate(backends.default)
+        if name not in known
+    ]
+    for name, table in (backends.model_extra or {}).items():
+        if name not in plugins:
+            issues.append(ConfigIssue(f"backends.{name}", unknown_backend(name, known)))
+            continue
+        try:
+            PluginBackendSettings.model_validate(table)
+        except ValidationError as exc:
+            issues += [ConfigIssue(f"backends.{name}", e["msg"]) for e in exc.errors()]
+    return issues
+
+
+def _raw_ids(raw_models: object) -> list[str | None]:
+    """Model ids as written, so an entry with another error still counts for duplicates."""
+    if not isinstance(raw_models, list):
+        return []
+    return [
+        m["id"] if isinstance(m, dict) and isinstance(m.get("id"), str) else None
+        for m in raw_models
+    ]
+
+
+def _duplicates(ids: list[str | None]) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    first_index: dict[str, int] = {}
+    for i, model_id in enumerate(ids):
+        if model_id is None:
+            continue
+        if model_id in first_index:
+            issues.append(
+                ConfigIssue(
+                    f"models[{i}].id",
+                    f"duplicate model id '{model_id}' "
+                    f"(first used by models[{first_index[model_id]}])",
+                )
+            )
+        else:
+            first_index[model_id] = i
+    return issues
+
+
+def _models(models: list[ModelEntry | None], known: list[str]) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    for i, model in enumerate(models):
+        if model is None:
+            continue
+        for j, name in enumerate(model.backend_preferences):
+            if name not in known:
+                issues.append(
+                    ConfigIssue(
+                        f"models[{i}].backend_preferences[{j}]", unknown_backend(name, known)
+                    )
+                )
+        issues += _source_problem(f"models[{i}].source", model.source)
+    return issues
+
+
+def _source_problem(prefix: str, source: ModelSource) -> list[ConfigIssue]:
+    found = model_sources.problem(source)
+    return [] if found is None else [ConfigIssue(f"{prefix}.{found[0]}", found[1])]
+
+
+def _daemon(
+    daemon: DaemonSettings | None,
+    raw: dict[str, Any],
+    model_ids: list[str | None],
+    presets: dict[str, BaseModel] | None,
+) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    if "models" not in raw or (isinstance(raw["models"], list) and not raw["models"]):
+        issues.append(ConfigIssue("models", "at least one [[models]] entry is required"))
+    if daemon is None:
+        return issues
+    ids = list(dict.fromkeys(i for i in model_ids if i is not None))
+    if daemon.default_model is not None and ids and daemon.default_model not in ids:
+        issues.append(
+            ConfigIssue(
+                "daemon.default_model",
+                f"no model with id '{daemon.default_model}' (models: {', '.join(ids)})",
+            )
+        )
+    if presets is not None and daemon.preset not in presets:
+        issues.append(
+            ConfigIssue(
+                "daemon.preset",
+                f"no preset '{daemon.preset}' (presets: {', '.join(sorted(presets))})",
+            )
+        )
+    return issues
+
+
+def _memory(
+    limits: MemoryLimits | None, models: Iterable[ModelEntry | None], known: list[str]
+) -> list[ConfigIssue]:
+    if limits is None:
+        return []
+    issues: list[ConfigIssue] = []
+    for name, budget in limits.backends.items():
+        path = f"memory_limits.backends.{name}"
+        if name not in known:
+            issues.append(ConfigIssue(path, unknown_backend(name, known)))
+        elif budget > limits.total_mb:
+            issues.append(
+                ConfigIssue(
+                    path, f"{budget} MB exceeds memory_limits.total_mb ({limits.total_mb} MB)"
+                )
+            )
+    for i, model in enumerate(models):
+        if model is not None and model.memory_mb is not None and model.memory_mb > limits.total_mb:
+            issues.append(
+                ConfigIssue(
+                    f"models[{i}].memory_mb",
+                    f"{model.memory_mb} MB can never fit in memory_limits.total_mb "
+                    f"({limits.total_mb} MB)",
+                )
+            )
+    return issues

