@@ -1,0 +1,162 @@
+"""The `tektra` command as a user runs it: a real process, real models, real exit codes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SMOLLM2_SOURCE
+
+ROOT = Path(__file__).parents[2]
+TEKTRA = str(Path(sys.executable).with_name("tektra"))
+GREEDY = (
+    '[daemon]\npreset = "exact"\n[presets.exact]\ntemperature = 0.0\nseed = 1\nmax_tokens = 48\n'
+    f'[[models]]\nid = "smollm2"\nsource = {SMOLLM2_SOURCE}\ncontext_length = 2048\n'
+)
+
+
+def tektra(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TEKTRA, *args], capture_output=True, text=True, timeout=120, env=env, check=False
+    )
+
+
+def test_ask_streams_a_real_answer_from_smollm2(tmp_path: Path) -> None:
+    (tmp_path / "models.toml").write_text(GREEDY)
+    result = tektra(
+        "ask", "What is the capital of France?", "--config", str(tmp_path / "models.toml")
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout
+
+
+def test_ask_with_an_unknown_model_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "models.toml").write_text(GREEDY)
+    result = tektra("ask", "hi", "--model", "gpt-9", "--config", str(tmp_path / "models.toml"))
+    assert result.returncode == 1
+    assert result.stderr == "error [unknown_model]: no model with id 'gpt-9' (models: smollm2)\n"
+
+
+def test_validate_lists_every_error_with_its_key_path_and_fails() -> None:
+    broken = ROOT / "fixtures/configs/broken/several_errors.toml"
+    result = tektra("validate", "--config", str(broken))
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"{broken}: 2 error(s)",
+        "  backends.llama_cpp.n_threads: must be at least 1 (got 0)",
+        "  models[0].template: must be one of 'auto', 'gemma', 'llama3', 'mistral', 'chatml', "
+        "'qwen' or 'phi' (got 'vicuna')",
+    ]
+
+
+def test_validate_accepts_the_shipped_configuration() -> None:
+    result = tektra("validate", "--config", str(ROOT / "models.toml"))
+    assert (result.returncode, result.stdout) == (0, f"{ROOT / 'models.toml'}: OK\n")
+
+
+def test_models_shows_backend_capabilities_loaded_state_and_memory() -> None:
+    result = tektra("models", "--config", str(ROOT / "models.toml"))
+    assert result.returncode == 0
+    header, row = result.stdout.splitlines()
+    assert header.split() == ["ID", "BACKEND", "CAPABILITIES", "LOADED", "MEMORY", "STATUS"]
+    cells = row.split()
+    assert cells[:4] == ["smollm2", "llama_cpp", "text", "no"]
+    assert int(cells[4]) > 100 and cells[5:] == ["MB", "ready"]
+
+
+def test_run_refuses_to_start_on_an_invalid_file() -> None:
+    broken = ROOT / "fixtures/configs/broken/duplicate_model_id.toml"
+    result = tektra("run", "--config", str(broken))
+    assert result.returncode == 1
+    assert "models[1].id: duplicate model id 'smollm2' (first used by models[0])" in result.stderr
+
+
+def test_run_loads_the_default_model_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    (tmp_path / "models.toml").write_text(GREEDY)
+    with subprocess.Popen(
+        [TEKTRA, "run", "--config", str(tmp_path / "models.toml")],
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as daemon:
+        assert daemon.stderr is not None
+        lines = []
+        for line in daemon.stderr:
+            lines.append(line)
+            if "ready" in line:
+                break
+        assert any("model smollm2 loaded on llama_cpp" in line for line in lines), lines
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=10) == 0
+
+
+class HubStandIn(BaseHTTPRequestHandler):
+    """Serves one file the way the Hugging Face hub resolves repository files.
+
+    A stand-in: the hub itself cannot be reached from this machine. It answers the HEAD and GET
+    of `/<repo>/resolve/<revision>/<file>` with the headers huggingface_hub reads (commit, ETag,
+    length), and 404 with the hub's error code for anything else.
+    """
+
+    data = b"GGUF" + bytes(range(256)) * 64
+
+    def _answer(self) -> bool:
+        if not self.path.endswith("/resolve/main/tiny.gguf"):
+            self.send_response(404)
+            self.send_header("X-Error-Code", "EntryNotFound")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return False
+        self.send_response(200)
+        self.send_header("X-Repo-Commit", "0123456789abcdef0123456789abcdef01234567")
+        self.send_header("ETag", f'"{hashlib.sha256(self.data).hexdigest()}"')
+        self.send_header("Content-Length", str(len(self.data)))
+        self.end_headers()
+        return True
+
+    def do_HEAD(self) -> None:
+        self._answer()
+
+    def do_GET(self) -> None:
+        if self._answer():
+            self.wfile.write(self.data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hub() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), HubStandIn)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_models_pull_downloads_an_hf_file_and_then_the_model_is_ready(
+    hub: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "models.toml"
+    config.write_text('[[models]]\nid = "tiny"\nsource = { hf = "org/tiny", file = "tiny.gguf" }\n')
+    env = {**os.environ, "HF_ENDPOINT": hub, "HF_HOME": str(tmp_path / "hf")}
+    before = tektra("models", "--config", str(config), env=env)
+    assert "model 'tiny' is not downloaded yet: run `tektra models pull tiny`" in before.stdout
+    started = time.monotonic()
+    pulled = tektra("models", "pull", "tiny", "--config", str(config), env=env)
+    assert pulled.returncode == 0, pulled.stderr
+    path = Path(pulled.stdout.strip())
+    assert path.read_bytes() == HubStandIn.data
+    assert time.monotonic() - started < 60
+    after = tektra("models", "--config", str(config), env=env)
+    assert after.stdout.splitlines()[1].endswith("ready")
