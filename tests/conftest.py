@@ -28,12 +28,12 @@ def smollm2_path() -> Path:
 def plugin(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> BackendRegistry:
-    """The test backend installed as plugins `recorder` and `flaky`, and a registry seeing them."""
+    """The test plugin distribution installed, and a registry that sees its backends."""
     site = tmp_path_factory.mktemp("site")
     write_distribution(site)
     monkeypatch.syspath_prepend(str(site))
     registry = BackendRegistry()
-    assert {"recorder", "flaky", "llama_cpp"} <= set(registry.names())
+    assert {"recorder", "flaky", "broken", "llama_cpp"} <= set(registry.names())
     return registry
 
 

@@ -93,12 +93,20 @@ class RecordingBackend:
         return [c.request for c in self.calls if c.kind == "generate" and c.request is not None]
 
 
-def write_distribution(site: Path, names: tuple[str, ...] = ("recorder", "flaky")) -> None:
-    """Install this module as a plugin distribution into `site` (a directory on sys.path)."""
+def write_distribution(site: Path) -> None:
+    """Install this module as a plugin distribution into `site` (a directory on sys.path).
+
+    It declares `recorder` and `flaky` (this backend twice, configured apart) and `broken`,
+    whose module does not exist, as a plugin with a bad install would.
+    """
     info = site / "tektra_test_plugin-1.0.dist-info"
     info.mkdir(parents=True, exist_ok=True)
     (info / "METADATA").write_text(
         "Metadata-Version: 2.1\nName: tektra-test-plugin\nVersion: 1.0\n"
     )
-    lines = [f"{n} = tests.plugin_backend:RecordingBackend" for n in names]
-    (info / "entry_points.txt").write_text("[tektra.backends]\n" + "\n".join(lines) + "\n")
+    (info / "entry_points.txt").write_text(
+        "[tektra.backends]\n"
+        "recorder = tests.plugin_backend:RecordingBackend\n"
+        "flaky = tests.plugin_backend:RecordingBackend\n"
+        "broken = tests.plugin_backend_missing:Backend\n"
+    )

@@ -36,7 +36,7 @@ from daemon.errors import (
 from daemon.manager.conversation import Sessions, rough_tokens
 from daemon.manager.health import HealthBook
 from daemon.manager.memory import MemoryLedger
-from daemon.manager.selection import backend_order, choose_model
+from daemon.manager.selection import backend_order, choose_model, describe_needs
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,10 @@ class Query:
 
     @property
     def needs(self) -> frozenset[str]:
+        """Capabilities a model must have. Audio is not one: a model without it gets the text
+        (the transcript) alone."""
         kinds = {"text"}
         kinds |= {"image"} if self.images else set()
-        kinds |= {"audio"} if self.audio else set()
         kinds |= {"video"} if self.video else set()
         return frozenset(kinds)
 
@@ -152,15 +153,26 @@ class UnifiedModelManager:
     def answer(self, query: Query) -> Answer:
         return Answer(query, self._stream)
 
-    async def stream_response(self, text: str, **query: object) -> AsyncIterator[str]:
-        async for chunk in self.answer(Query(text, **query)):  # type: ignore[arg-type]
+    async def stream_response(
+        self,
+        text: str,
+        *,
+        session: str = "default",
+        model: str | None = None,
+        preset: str | None = None,
+    ) -> AsyncIterator[str]:
+        async for chunk in self.answer(Query(text, session, model, preset)):
             yield chunk
 
-    async def process_input(self, text: str, **query: object) -> str:
-        answer = self.answer(Query(text, **query))  # type: ignore[arg-type]
-        async for _ in answer:
-            pass
-        return answer.text
+    async def process_input(
+        self,
+        text: str,
+        *,
+        session: str = "default",
+        model: str | None = None,
+        preset: str | None = None,
+    ) -> str:
+        return await self._complete(Query(text, session, model, preset))
 
     async def process_multimodal(
         self,
@@ -168,11 +180,13 @@ class UnifiedModelManager:
         images: Sequence[bytes] = (),
         audio: bytes | None = None,
         video: Sequence[bytes] = (),
-        **query: object,
+        *,
+        session: str = "default",
+        model: str | None = None,
+        preset: str | None = None,
     ) -> str:
-        return await self.process_input(
-            text or "", images=tuple(images), audio=audio, video=tuple(video), **query
-        )
+        query = Query(text or "", session, model, preset, tuple(images), audio, tuple(video))
+        return await self._complete(query)
 
     def switch_backend(self, name: str | None) -> None:
         """Try `name` first for every model from now on (None: back to the configured order)."""
@@ -225,8 +239,19 @@ class UnifiedModelManager:
     def backend(self, name: str) -> Backend:
         """The backend instance, created on first use with its `[backends.<name>]` settings."""
         if name not in self._backends:
-            self._backends[name] = self.registry.create(name, self.config.backends)
+            try:
+                self._backends[name] = self.registry.create(name, self.config.backends)
+            except Exception as exc:  # a broken plugin must not take the daemon down with it
+                raise BackendError(name, f"cannot start: {type(exc).__name__}: {exc}") from exc
         return self._backends[name]
+
+    # --- internals -------------------------------------------------------------------------
+
+    async def _complete(self, query: Query) -> str:
+        answer = self.answer(query)
+        async for _ in answer:
+            pass
+        return answer.text
 
     def _order(self, model: ModelEntry, needs: frozenset[str]) -> tuple[list[str], list[str]]:
         """Backends to try for the model, and why the others of its preferences were left out."""
@@ -238,10 +263,17 @@ class UnifiedModelManager:
             self._clock(),
             self.forced_backend,
         )
-        capable = [n for n in order if needs <= self.registry.backend_class(n).capabilities]
-        skipped += [
-            f"{n}: cannot take {', '.join(sorted(needs))}" for n in order if n not in capable
-        ]
+        capable: list[str] = []
+        for name in order:
+            try:
+                accepts = type(self.backend(name)).capabilities
+            except BackendError as exc:
+                skipped.append(self._failed(name, exc))
+                continue
+            if needs <= accepts:
+                capable.append(name)
+            else:
+                skipped.append(f"{name}: cannot take {describe_needs(needs)}")
         return capable, skipped
 
     def _spec(self, model: ModelEntry) -> ModelSpec:
@@ -259,6 +291,8 @@ class UnifiedModelManager:
     async def _ensure_loaded(self, model: ModelEntry, name: str) -> Backend:
         async with self._load_lock:
             backend = self.backend(name)
+            if not await backend.health():
+                raise BackendError(name, "not healthy (its health check failed)")
             resident = self._memory.get(model.id, name)
             if resident is not None:
                 resident.last_used = self._clock()
@@ -355,7 +389,7 @@ class UnifiedModelManager:
             messages,
             GenerationParams.from_preset(preset, tuple(model.stop)),
             images=query.images + query.video,
-            audio=query.audio,
+            audio=query.audio if "audio" in model.capabilities else None,
         )
 
     def _info(self, model: ModelEntry) -> ModelInfo:

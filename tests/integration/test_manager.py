@@ -63,6 +63,37 @@ async def test_llama_cpp_failing_to_load_a_broken_file_falls_back_to_the_next_ba
     assert status["recorder"].last_error == ""
 
 
+async def test_a_plugin_that_cannot_be_imported_is_skipped_with_its_reason(
+    plugin: BackendRegistry, write_config: WriteConfig
+) -> None:
+    config, _ = write_config(
+        PLUGINS + '[[models]]\nid = "m"\nsource = { ollama = "m" }\n'
+        'backend_preferences = ["broken", "recorder"]\n'
+    )
+    manager = UnifiedModelManager(config, registry=plugin)
+    assert await manager.process_input("hi") == "You said: hi"
+    assert manager.backend_status()["broken"].last_error == (
+        "cannot start: ModuleNotFoundError: No module named 'tests.plugin_backend_missing'"
+    )
+
+
+async def test_audio_reaches_only_models_that_take_audio(
+    plugin: BackendRegistry, write_config: WriteConfig
+) -> None:
+    config, _ = write_config(
+        PLUGINS + '[[models]]\nid = "plain"\nsource = { ollama = "p" }\n'
+        'backend_preferences = ["recorder"]\n'
+        '[[models]]\nid = "listener"\nsource = { ollama = "l" }\n'
+        'backend_preferences = ["recorder"]\ncapabilities = ["text", "audio"]\n'
+    )
+    manager = UnifiedModelManager(config, registry=plugin)
+    wav = b"RIFF....WAVEfmt "
+    assert await manager.process_multimodal("lights on", audio=wav) == "You said: lights on"
+    assert recorder(manager).generations()[-1].audio is None  # the transcript alone
+    await manager.process_multimodal("lights on", audio=wav, model="listener")
+    assert recorder(manager).generations()[-1].audio == wav
+
+
 async def test_repeated_failures_put_a_backend_in_cooldown_then_it_is_tried_again(
     plugin: BackendRegistry, write_config: WriteConfig
 ) -> None:
