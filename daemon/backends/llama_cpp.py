@@ -1,11 +1,13 @@
 """llama.cpp in-process, through llama-cpp-python.
 
-Loading and generation run on worker threads; tokens reach the event loop through
-`call_soon_threadsafe`, so the loop never waits on the engine. Each model has one lock held by the
-thread that uses it (llama.cpp contexts are not thread-safe), taken on the worker thread rather than
-the loop. Consecutive prompts that share a prefix (the system prompt, the earlier turns) reuse the
-KV cache of that prefix: llama-cpp-python compares the new prompt with the tokens it evaluated last
-and only evaluates the rest, which `GenerationStats.prompt_eval_tokens` reports.
+Loading and generation run on worker threads (`daemon.backends.threaded`), so the loop never waits
+on the engine. Each model has one lock held by the thread that uses it (llama.cpp contexts are not
+thread-safe), taken on the worker thread rather than the loop. A model with an `mmproj` goes
+through llama.cpp's multimodal chat handler (mtmd), which embeds images given as data URIs.
+
+Consecutive prompts that share a prefix (the system prompt, the earlier turns) reuse the KV cache
+of that prefix: llama-cpp-python compares the new prompt with the tokens it evaluated last and
+only evaluates the rest, which `GenerationStats.prompt_eval_tokens` reports.
 """
 
 from __future__ import annotations
@@ -18,9 +20,15 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from daemon.backends.base import GenerationRequest, GenerationStats, ModelSpec
+from daemon.backends.base import (
+    GenerationRequest,
+    GenerationStats,
+    ModelSpec,
+    openai_messages,
+)
+from daemon.backends.threaded import Emit, stream_from_thread
 from daemon.config.schema import LlamaCppSettings
-from daemon.errors import BackendError, BackendLoadError, GenerationError
+from daemon.errors import BackendError, BackendLoadError
 from daemon.gguf_header import GGUFError, kv_cache_mb, read_metadata
 from daemon.templates import Message, guess_family, template
 
@@ -36,16 +44,13 @@ class _Loaded:
     llm: Llama
     format: Formatter
     lock: threading.Lock
-
-
-@dataclass(frozen=True)
-class _End:
-    error: str | None = None
+    multimodal: bool = False
+    """Loaded with an mmproj: prompts go through llama.cpp's multimodal chat handler."""
 
 
 class LlamaCppBackend:
     name: ClassVar[str] = "llama_cpp"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"text"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"text", "image"})
     settings_model: ClassVar[type[LlamaCppSettings]] = LlamaCppSettings
 
     def __init__(self, settings: LlamaCppSettings) -> None:
@@ -65,18 +70,28 @@ class LlamaCppBackend:
         from llama_cpp import Llama
 
         assert spec.path is not None
+        handler = None
         try:
+            if spec.mmproj is not None:
+                from llama_cpp.llama_chat_format import MTMDChatHandler
+
+                handler = MTMDChatHandler(
+                    clip_model_path=str(spec.mmproj),
+                    verbose=False,
+                    use_gpu=self._settings.n_gpu_layers != 0,
+                )
             llm = Llama(
                 model_path=str(spec.path),
                 n_ctx=spec.context_length,
                 n_threads=self._settings.n_threads or os.cpu_count() or 1,
                 n_batch=self._settings.n_batch,
                 n_gpu_layers=self._settings.n_gpu_layers,
+                chat_handler=handler,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise BackendLoadError(self.name, f"cannot load {spec.path}: {exc}") from exc
-        return _Loaded(llm, _formatter(llm, spec.template), threading.Lock())
+        return _Loaded(llm, _formatter(llm, spec.template), threading.Lock(), handler is not None)
 
     async def unload(self, model_id: str) -> None:
         loaded = self._models.pop(model_id, None)
@@ -119,36 +134,14 @@ class LlamaCppBackend:
         loaded = self._models.get(model_id)
         if loaded is None:
             raise BackendError(self.name, f"model '{model_id}' is not loaded")
-        if request.images:
-            raise BackendError(self.name, f"model '{model_id}' takes no images in llama.cpp yet")
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[str | _End] = asyncio.Queue()
-        cancel = threading.Event()
+        if request.images and not loaded.multimodal:
+            raise BackendError(self.name, f"model '{model_id}' has no mmproj to read images with")
 
-        def emit(item: str | _End) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the loop is gone: nobody is listening any more
-                cancel.set()
+        def work(emit: Emit, cancel: threading.Event) -> None:
+            _generate(loaded, request, stats, emit, cancel)
 
-        worker = threading.Thread(
-            target=_generate,
-            args=(loaded, request, stats, emit, cancel),
-            name=f"llama_cpp:{model_id}",
-            daemon=True,
-        )
-        worker.start()
-        try:
-            while True:
-                item = await queue.get()
-                if isinstance(item, _End):
-                    if item.error is not None:
-                        raise GenerationError(self.name, item.error)
-                    return
-                yield item
-        finally:
-            # The consumer stopped early (or was cancelled): the worker notices between tokens.
-            cancel.set()
+        async for chunk in stream_from_thread(self.name, f"llama_cpp:{model_id}", work):
+            yield chunk
 
 
 def _close(loaded: _Loaded) -> None:
@@ -160,54 +153,58 @@ def _generate(
     loaded: _Loaded,
     request: GenerationRequest,
     stats: GenerationStats,
-    emit: Callable[[str | _End], None],
+    emit: Emit,
     cancel: threading.Event,
 ) -> None:
     import llama_cpp
 
     params = request.params
-    try:
-        with loaded.lock:
-            if cancel.is_set():
-                stats.finish_reason = "cancelled"
-                emit(_End())
-                return
-            llm = loaded.llm
+    with loaded.lock:
+        if cancel.is_set():
+            stats.finish_reason = "cancelled"
+            return
+        llm = loaded.llm
+        sampling: dict[str, Any] = {
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "top_k": params.top_k,
+            "min_p": params.min_p,
+            "repeat_penalty": params.repeat_penalty,
+            "seed": params.seed,
+            "stream": True,
+        }
+        llama_cpp.llama_perf_context_reset(llm.ctx)
+        if loaded.multimodal:
+            # The multimodal chat handler writes the prompt itself and embeds the images.
+            stream: Any = llm.create_chat_completion(
+                messages=openai_messages(request), stop=list(params.stop) or None, **sampling
+            )
+        else:
             prompt, stops, add_bos = loaded.format(request.messages)
             tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True)
             stats.prompt_tokens = len(tokens)
-            llama_cpp.llama_perf_context_reset(llm.ctx)
-            stream: Any = llm.create_completion(
-                tokens,
-                max_tokens=params.max_tokens,
-                temperature=params.temperature,
-                top_p=params.top_p,
-                top_k=params.top_k,
-                min_p=params.min_p,
-                repeat_penalty=params.repeat_penalty,
-                seed=params.seed,
-                stop=list(dict.fromkeys(stops + params.stop)),
-                stream=True,
-            )
-            try:
-                for chunk in stream:
-                    if cancel.is_set():
-                        stats.finish_reason = "cancelled"
-                        break
-                    choice = chunk["choices"][0]
-                    if choice["text"]:
-                        emit(choice["text"])
-                    if choice["finish_reason"]:
-                        stats.finish_reason = choice["finish_reason"]
-            finally:
-                stream.close()
-            perf = llama_cpp.llama_perf_context(llm.ctx)
-            stats.prompt_eval_tokens = perf.n_p_eval
-            stats.completion_tokens = perf.n_eval
-            stats.timings_ms.update(prompt_eval=perf.t_p_eval_ms, generation=perf.t_eval_ms)
-        emit(_End())
-    except Exception as exc:  # any engine failure must reach the consumer, not die with the thread
-        emit(_End(error=f"{type(exc).__name__}: {exc}"))
+            stop = list(dict.fromkeys(stops + params.stop))
+            stream = llm.create_completion(tokens, stop=stop, **sampling)
+        try:
+            for chunk in stream:
+                if cancel.is_set():
+                    stats.finish_reason = "cancelled"
+                    break
+                choice = chunk["choices"][0]
+                text = choice["delta"].get("content") if "delta" in choice else choice["text"]
+                if text:
+                    emit(text)
+                if choice["finish_reason"]:
+                    stats.finish_reason = choice["finish_reason"]
+        finally:
+            stream.close()
+        perf = llama_cpp.llama_perf_context(llm.ctx)
+        stats.prompt_eval_tokens = perf.n_p_eval
+        stats.completion_tokens = perf.n_eval
+        if loaded.multimodal:
+            stats.prompt_tokens = llm.n_tokens - perf.n_eval
+        stats.timings_ms.update(prompt_eval=perf.t_p_eval_ms, generation=perf.t_eval_ms)
 
 
 def _formatter(llm: Llama, family: str) -> Formatter:

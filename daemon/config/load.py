@@ -197,7 +197,8 @@ def _with_absolute_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
         if not isinstance(source, Mapping):
             return source
         fixed = dict(source)
-        for key in ("path", "mmproj") if "path" in fixed else ():
+        keys = ("path", "mmproj", "hf_config") if "path" in fixed else ("hf_config",)
+        for key in keys:
             if isinstance(fixed.get(key), str):
                 fixed[key] = str((base_dir / Path(fixed[key]).expanduser()).resolve())
         return fixed

@@ -37,7 +37,17 @@ class DaemonSettings(Section):
     """Generation preset used when a query names none; a key of `[presets]`."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     socket: str | None = None
-    """Unix socket path; `$XDG_RUNTIME_DIR/tektra/tektra.sock` when unset."""
+    """Unix socket path; `$XDG_RUNTIME_DIR/tektra/tektra.sock` when unset (`/run/tektra/`: root)."""
+    socket_group: str | None = None
+    """Group allowed to use the socket (mode 0660); only its owner (mode 0600) when unset."""
+    max_request_bytes: int = Field(16_777_216, ge=1024, le=1_073_741_824)
+    """Longest socket line (one JSON request) and largest MQTT command payload, in bytes."""
+    max_payload_bytes: int = Field(8_388_608, ge=1024, le=1_073_741_824)
+    """Largest decoded base64 field (image, audio, PCM) of one request, in bytes."""
+    max_clients: int = Field(64, ge=1, le=10_000)
+    """Socket clients served at once; one more is told so and disconnected."""
+    shutdown_timeout_s: float = Field(5.0, ge=0.0, le=600.0)
+    """On SIGTERM, how long answers in flight may take to finish before they are cancelled."""
     history_tokens: int = Field(1024, ge=0, le=1_000_000)
     """Token budget for the earlier turns of a conversation kept in each prompt."""
 
@@ -61,6 +71,8 @@ class WakeSettings(Section):
 class AudioSettings(Section):
     source: str = "auto"
     """`auto`, a device name or index, `file:PATH.wav`, or `none`."""
+    file_pace: Literal["realtime", "fast"] = "realtime"
+    """How a `file:` source is replayed: at the pace of speech, or as fast as it is consumed."""
     vad: VadSettings = VadSettings()
     wake: WakeSettings = WakeSettings()
 
@@ -72,13 +84,36 @@ class SttSettings(Section):
     language: str | None = "en"
     beam_size: int = Field(1, ge=1, le=10)
     threads: int = Field(2, ge=1, le=256)
+    no_speech_threshold: float = Field(0.6, ge=0.0, le=1.0)
+    """Segments Whisper thinks are this likely to be non-speech are dropped."""
+    log_prob_threshold: float = Field(-1.0, le=0.0)
+    """Segments whose average token log-probability is below this are dropped."""
 
 
 class CameraSettings(Section):
     source: str = "none"
     """`auto`, a device index, a file path, a URL (http/rtsp/tcp), or `none`."""
     attach: Literal["always", "on_request", "never"] = "on_request"
+    """When the latest frame goes with a spoken query (only if a model accepts images);
+    `on_request`: when the query asks about what the camera sees."""
     max_side: int = Field(768, ge=32, le=8192)
+    """Frames are scaled down so their longer side is at most this many pixels."""
+    request_phrases: list[str] = [
+        "what do you see",
+        "what can you see",
+        "what is this",
+        "what's this",
+        "what am i holding",
+        "look at",
+        "take a look",
+        "in front of",
+        "on the camera",
+        "describe the room",
+        "who is at the door",
+    ]
+    """Phrases that make `on_request` attach the frame."""
+    max_frame_age_s: float = Field(5.0, gt=0.0, le=3600.0)
+    """A frame older than this (camera lost) is not attached."""
 
 
 class MqttSettings(Section):
@@ -95,6 +130,15 @@ class MqttSettings(Section):
     qos: int = Field(1, ge=0, le=2)
     discovery: bool = True
     discovery_prefix: str = "homeassistant"
+    embedded_port: int = Field(1883, ge=1, le=65_535)
+    """Port of the `embedded` broker, on 127.0.0.1 only."""
+    client_id: str | None = None
+    """MQTT client id; `tektra-<node_id>` when unset."""
+    keepalive_s: int = Field(30, ge=5, le=3_600)
+    outbox_size: int = Field(1000, ge=1, le=1_000_000)
+    """Messages kept while the broker is away; when full the oldest is dropped and counted."""
+    reconnect_max_s: float = Field(30.0, ge=0.1, le=3_600.0)
+    """Longest wait between reconnect attempts (the backoff doubles up to it, with jitter)."""
 
 
 class LlamaCppSettings(Section):
@@ -109,6 +153,7 @@ class MistralRsSettings(Section):
     enabled: bool = False
     device: Literal["cpu", "cuda", "metal"] = "cpu"
     threads: int | None = Field(None, ge=1, le=1024)
+    """CPU threads (RAYON_NUM_THREADS, fixed at the first load); all cores but one when unset."""
 
 
 class OllamaSettings(Section):
@@ -154,8 +199,22 @@ class BackendsSettings(Section):
         return bool(table.get("enabled", True)) if isinstance(table, dict) else True
 
 
+class MediaSettings(Section):
+    """Limits and shaping for images and clips sent with a query."""
+
+    max_side: int = Field(768, ge=32, le=8192)
+    """Images are scaled down so their longer side is at most this many pixels."""
+    max_image_mb: float = Field(10.0, gt=0.0, le=1024.0)
+    max_video_mb: float = Field(50.0, gt=0.0, le=4096.0)
+    video_frames: int = Field(4, ge=1, le=64)
+    """Frames sampled evenly from a clip for models that take images but not video."""
+
+
+SOURCE_KINDS = ("path", "package", "hf", "ollama", "served")
+
+
 class ModelSource(Section):
-    """Where a model's weights come from: exactly one of `path`, `package`, `hf` or `ollama`."""
+    """Where a model's weights come from: exactly one of path, package, hf, ollama, served."""
 
     path: str | None = None
     """A file (GGUF) or directory (CTranslate2) on disk; `~` is expanded."""
@@ -165,22 +224,27 @@ class ModelSource(Section):
     """Hugging Face repository `owner/name`; fetched only by `tektra models pull ID`."""
     ollama: str | None = None
     """An Ollama tag such as `gemma3n:e4b`; the Ollama server owns the weights."""
+    served: str | None = None
+    """The name an OpenAI-compatible server (vLLM, llama.cpp server, LM Studio) serves it under."""
     file: str | None = None
     """File inside `package` or `hf` (required there, meaningless elsewhere)."""
     revision: str | None = None
     """Branch, tag or commit of an `hf` repository."""
     mmproj: str | None = None
     """Multimodal projector next to the weights, for image-capable GGUF models."""
+    hf_config: str | None = None
+    """Local directory with the original model's config.json and processor files; mistral.rs
+    needs it to load a multimodal GGUF."""
 
     @model_validator(mode="after")
     def _one_kind(self) -> ModelSource:
-        kinds = [k for k in ("path", "package", "hf", "ollama") if getattr(self, k) is not None]
+        kinds = [k for k in SOURCE_KINDS if getattr(self, k) is not None]
         if len(kinds) != 1:
             got = ", ".join(kinds) if kinds else "none"
-            raise ValueError(f"give exactly one of path, package, hf, ollama (got {got})")
+            raise ValueError(f"give exactly one of {', '.join(SOURCE_KINDS)} (got {got})")
         if kinds[0] in ("package", "hf") and self.file is None:
             raise ValueError(f"`file` is required with `{kinds[0]}`")
-        if kinds[0] in ("path", "ollama") and self.file is not None:
+        if kinds[0] in ("path", "ollama", "served") and self.file is not None:
             raise ValueError(f"`file` is not used with `{kinds[0]}`")
         return self
 
@@ -239,6 +303,7 @@ class TektraConfig(Section):
     models: list[ModelEntry] = []
     presets: dict[str, Preset] = {}
     memory_limits: MemoryLimits = MemoryLimits()
+    media: MediaSettings = MediaSettings()
 
     def model(self, model_id: str) -> ModelEntry | None:
         return next((m for m in self.models if m.id == model_id), None)

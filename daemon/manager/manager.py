@@ -15,7 +15,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from daemon import model_sources
+from daemon import media, model_sources
 from daemon.backends.base import (
     Backend,
     GenerationParams,
@@ -52,16 +52,14 @@ class Query:
     images: tuple[bytes, ...] = ()
     audio: bytes | None = None
     video: tuple[bytes, ...] = ()
-    """Frames of a clip, as encoded images."""
+    """Short clips (any container FFmpeg reads), sampled to `[media].video_frames` frames each."""
 
     @property
     def needs(self) -> frozenset[str]:
         """Capabilities a model must have. Audio is not one: a model without it gets the text
         (the transcript) alone."""
-        kinds = {"text"}
-        kinds |= {"image"} if self.images else set()
-        kinds |= {"video"} if self.video else set()
-        return frozenset(kinds)
+        # A clip reaches models as sampled frames: it needs a model that takes images.
+        return frozenset({"text", "image"} if self.images or self.video else {"text"})
 
 
 @dataclass
@@ -281,11 +279,12 @@ class UnifiedModelManager:
         return ModelSpec(
             id=model.id,
             path=source.path,
-            remote_name=source.ollama_tag,
+            remote_name=source.remote_name,
             template=model.template,
             context_length=model.context_length,
             capabilities=frozenset(model.capabilities),
             mmproj=source.mmproj,
+            hf_config=source.hf_config,
         )
 
     async def _ensure_loaded(self, model: ModelEntry, name: str) -> Backend:
@@ -329,6 +328,7 @@ class UnifiedModelManager:
             self.config.models, query.model, self.config.default_model_id, query.needs
         )
         preset = self._preset(query.preset)
+        images = await asyncio.to_thread(self._media, query) if query.needs != {"text"} else ()
         order, skipped = self._order(model, query.needs)
         errors: list[str] = []
         for name in order:
@@ -341,7 +341,7 @@ class UnifiedModelManager:
             assert resident is not None
             resident.busy += 1
             try:
-                request = self._request(query, model, preset, backend)
+                request = self._request(query, model, preset, backend, images)
                 answer.model_id, answer.backend, answer.stats = model.id, name, GenerationStats()
                 streamed = False
                 try:
@@ -368,8 +368,28 @@ class UnifiedModelManager:
             f"no backend could answer with model '{model.id}': {self._why(errors + skipped)}"
         )
 
+    def _media(self, query: Query) -> tuple[bytes, ...]:
+        """The query's images and clip frames, checked and scaled (runs on a worker thread)."""
+        limits = self.config.media
+        image_bytes, video_bytes = (
+            int(limits.max_image_mb * 2**20),
+            int(limits.max_video_mb * 2**20),
+        )
+        images = [
+            media.prepare_image(data, limits.max_side, image_bytes, f"image {i + 1}")
+            for i, data in enumerate(query.images)
+        ]
+        for clip in query.video:
+            images += media.sample_video(clip, limits.video_frames, limits.max_side, video_bytes)
+        return tuple(images)
+
     def _request(
-        self, query: Query, model: ModelEntry, preset: Preset, backend: Backend
+        self,
+        query: Query,
+        model: ModelEntry,
+        preset: Preset,
+        backend: Backend,
+        images: tuple[bytes, ...],
     ) -> GenerationRequest:
         def count(text: str) -> int:
             exact = backend.count_tokens(model.id, text)
@@ -388,7 +408,7 @@ class UnifiedModelManager:
         return GenerationRequest(
             messages,
             GenerationParams.from_preset(preset, tuple(model.stop)),
-            images=query.images + query.video,
+            images=images,
             audio=query.audio if "audio" in model.capabilities else None,
         )
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.backends.registry import BackendRegistry
+from daemon.backends.registry import BackendRegistry, discover
 from daemon.config.schema import TektraConfig
 from daemon.errors import (
     CapabilityError,
@@ -22,7 +22,8 @@ from daemon.errors import (
     TektraError,
 )
 from daemon.manager.manager import Query, UnifiedModelManager
-from tests.conftest import SMOLLM2_SOURCE
+from daemon.media import MediaError
+from tests.conftest import SMOLLM2_SOURCE, decoded_size, png
 from tests.plugin_backend import RecordingBackend
 
 WriteConfig = Callable[[str], tuple[TektraConfig, Path]]
@@ -148,7 +149,7 @@ async def test_no_backend_left_is_an_error_listing_each_reason(
         await manager.process_input("hi")
     assert str(caught.value) == (
         "no backend could answer with model 'm': flaky: cannot load model 'm': engine refused; "
-        "recorder: disabled in [backends.recorder]; openai: not installed"
+        "recorder: disabled in [backends.recorder]; openai: disabled in [backends.openai]"
     )
 
 
@@ -275,9 +276,25 @@ async def test_an_image_goes_to_a_model_that_accepts_images(
         'backend_preferences = ["llama_cpp", "recorder"]\n'
     )
     manager = UnifiedModelManager(config, registry=plugin)
-    text = await manager.process_multimodal("what is this?", images=[b"\x89PNG..."])
+    photo = png(width=1600, height=1200)
+    text = await manager.process_multimodal("what is this?", images=[photo])
     assert text == "You said: what is this?"
-    assert recorder(manager).generations()[-1].images == (b"\x89PNG...",)
+    (sent,) = recorder(manager).generations()[-1].images
+    assert sent.startswith(b"\xff\xd8")  # re-encoded as JPEG
+    assert decoded_size(sent) == (768, 576)  # scaled to [media].max_side, aspect kept
+
+
+async def test_a_damaged_image_is_refused_before_any_backend_is_tried(
+    plugin: BackendRegistry, write_config: WriteConfig
+) -> None:
+    config, _ = write_config(
+        PLUGINS + '[[models]]\nid = "vision"\nsource = { ollama = "v" }\n'
+        'capabilities = ["text", "image"]\nbackend_preferences = ["recorder"]\n'
+    )
+    manager = UnifiedModelManager(config, registry=plugin)
+    with pytest.raises(MediaError, match=r"^image 2 could not be decoded"):
+        await manager.process_multimodal("what?", images=[png(), png()[:60]])
+    assert recorder(manager).calls == []
 
 
 async def test_no_model_for_the_input_is_a_clear_error(write_config: WriteConfig) -> None:
@@ -327,10 +344,13 @@ async def test_validate_config_reports_enabled_backends_that_are_not_installed(
     config, path = write_config(
         f'[backends.ollama]\nenabled = true\n[[models]]\nid = "m"\nsource = {SMOLLM2_SOURCE}\n'
     )
-    manager = UnifiedModelManager(config, config_path=path)
+    # An installation whose ollama backend is missing, as when a packager leaves it out.
+    without_ollama = BackendRegistry({k: v for k, v in discover().items() if k != "ollama"})
+    manager = UnifiedModelManager(config, registry=without_ollama, config_path=path)
     assert [str(i) for i in manager.validate_config()] == [
         "backends.ollama: enabled but not installed"
     ]
+    assert UnifiedModelManager(config, config_path=path).validate_config() == []
 
 
 async def test_a_client_that_goes_away_stops_its_generation(

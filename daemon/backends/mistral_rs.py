@@ -1,0 +1,165 @@
+"""mistral.rs in-process, through its `mistralrs` Python wheel.
+
+A local GGUF loads offline (`Which.GGUF` with `token_source="none"`); with an `mmproj` and the
+original model's config directory (`hf_config`) it loads as a vision model. The engine's API is
+synchronous, so loading runs in a worker thread and streaming goes through
+`daemon.backends.threaded`. Its CPU kernels use rayon's global pool, whose size is
+fixed by `RAYON_NUM_THREADS` the first time mistral.rs runs: on a small CPU an uncapped pool
+fights every other thread and answers slow to a crawl, so the cap is set before the first load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import threading
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from daemon.backends.base import GenerationRequest, GenerationStats, ModelSpec, openai_messages
+from daemon.backends.threaded import Emit, stream_from_thread
+from daemon.config.schema import MistralRsSettings
+from daemon.errors import BackendError, BackendLoadError
+from daemon.gguf_header import GGUFError, kv_cache_mb, read_metadata
+from daemon.templates import template
+
+RAYON_THREADS = "RAYON_NUM_THREADS"
+
+
+@dataclass
+class _Loaded:
+    runner: Any
+    family: str
+    """`auto` (the GGUF's own chat template) or the family whose prompt we render ourselves."""
+    lock: threading.Lock
+
+
+class MistralRsBackend:
+    name: ClassVar[str] = "mistral_rs"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"text", "image"})
+    settings_model: ClassVar[type[MistralRsSettings]] = MistralRsSettings
+
+    def __init__(self, settings: MistralRsSettings) -> None:
+        self._settings = settings
+        self._models: dict[str, _Loaded] = {}
+        self._load_lock = asyncio.Lock()
+
+    def threads(self) -> int:
+        # One core is left to the event loop, audio capture and speech recognition.
+        return self._settings.threads or max(1, (os.cpu_count() or 2) - 1)
+
+    async def load(self, spec: ModelSpec) -> None:
+        if spec.path is None or not spec.path.is_file():
+            raise BackendLoadError(self.name, f"model '{spec.id}' has no local GGUF file")
+        async with self._load_lock:
+            if spec.id not in self._models:
+                runner = await asyncio.to_thread(self._open, spec)
+                self._models[spec.id] = _Loaded(runner, spec.template, threading.Lock())
+
+    def _open(self, spec: ModelSpec) -> Any:
+        assert spec.path is not None
+        os.environ.setdefault(RAYON_THREADS, str(self.threads()))
+        from mistralrs import Runner, Which
+
+        which = Which.GGUF(
+            quantized_model_id=str(spec.path.parent),
+            quantized_filename=spec.path.name,
+            mmproj_filename=spec.mmproj.name if spec.mmproj is not None else None,
+            tok_model_id=str(spec.hf_config) if spec.hf_config is not None else None,
+        )
+        try:
+            # The stub types Which.GGUF as a nested class rather than a Which member.
+            return Runner(which=which, token_source="none", max_seqs=4)  # type: ignore[arg-type]
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise BackendLoadError(self.name, f"cannot load {spec.path}: {exc}") from exc
+
+    async def unload(self, model_id: str) -> None:
+        loaded = self._models.pop(model_id, None)
+        if loaded is not None:
+            # Dropping the runner frees the model once no generation holds it.
+            await asyncio.to_thread(_release, loaded)
+
+    async def close(self) -> None:
+        for model_id in list(self._models):
+            await self.unload(model_id)
+
+    async def health(self) -> bool:
+        return importlib.util.find_spec("mistralrs") is not None
+
+    def estimate_memory_mb(self, spec: ModelSpec) -> int:
+        if spec.path is None or not spec.path.is_file():
+            return 0
+        try:
+            kv = kv_cache_mb(read_metadata(spec.path), spec.context_length)
+        except (GGUFError, OSError):
+            kv = 0.0
+        return int(spec.path.stat().st_size / 2**20 + kv + 96)
+
+    def count_tokens(self, model_id: str, text: str) -> int | None:
+        return None
+
+    async def generate(
+        self, model_id: str, request: GenerationRequest, stats: GenerationStats
+    ) -> AsyncGenerator[str, None]:
+        loaded = self._models.get(model_id)
+        if loaded is None:
+            raise BackendError(self.name, f"model '{model_id}' is not loaded")
+
+        def work(emit: Emit, cancel: threading.Event) -> None:
+            _generate(loaded, request, stats, emit, cancel)
+
+        async for chunk in stream_from_thread(self.name, f"mistral_rs:{model_id}", work):
+            yield chunk
+
+
+def _release(loaded: _Loaded) -> None:
+    with loaded.lock:
+        loaded.runner = None
+
+
+def _generate(
+    loaded: _Loaded,
+    request: GenerationRequest,
+    stats: GenerationStats,
+    emit: Emit,
+    cancel: threading.Event,
+) -> None:
+    from mistralrs import ChatCompletionRequest
+
+    params = request.params
+    stop = list(params.stop)
+    messages: Any = openai_messages(request)
+    if loaded.family != "auto" and not request.images:
+        # A pretemplated prompt: mistral.rs takes a plain string as the whole prompt.
+        chosen = template(loaded.family)
+        messages = chosen.render(request.messages)
+        stop += [s for s in chosen.stop if s not in stop]
+    call = ChatCompletionRequest(
+        model="default",
+        messages=messages,
+        max_tokens=params.max_tokens,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        top_k=params.top_k,
+        min_p=params.min_p,
+        repetition_penalty=params.repeat_penalty,
+        stop_seqs=stop or None,
+        stream=True,
+    )
+    with loaded.lock:
+        if loaded.runner is None:
+            raise BackendError("mistral_rs", "the model was unloaded")
+        for chunk in loaded.runner.send_chat_completion_request(call):
+            if cancel.is_set():
+                stats.finish_reason = "cancelled"
+                break
+            choice = chunk.choices[0]
+            if choice.delta.content:
+                stats.completion_tokens += 1
+                emit(choice.delta.content)
+            if choice.finish_reason:
+                stats.finish_reason = choice.finish_reason
+            if chunk.usage is not None:
+                stats.prompt_tokens = chunk.usage.prompt_tokens
