@@ -108,3 +108,18 @@ def kv_cache_mb(meta: dict[str, Scalar], n_ctx: int) -> float:
     head_dim = embd // max(heads, 1)
     k_len, v_len = num("attention.key_length", head_dim), num("attention.value_length", head_dim)
     return n_ctx * layers * kv_heads * (k_len + v_len) * 2 / 2**20
+
+
+def estimate_mb(path: Path | None, n_ctx: int, runtime_mb: int) -> int:
+    """Memory of a GGUF model once loaded: weights + f16 KV cache for `n_ctx` + the engine's own.
+
+    0 when there is no local file. An unreadable header counts no KV cache: loading that file
+    fails anyway, with the engine's own message.
+    """
+    if path is None or not path.is_file():
+        return 0
+    try:
+        kv = kv_cache_mb(read_metadata(path), n_ctx)
+    except (GGUFError, OSError):
+        kv = 0.0
+    return int(path.stat().st_size / 2**20 + kv + runtime_mb)

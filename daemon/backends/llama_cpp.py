@@ -29,7 +29,7 @@ from daemon.backends.base import (
 from daemon.backends.threaded import Emit, stream_from_thread
 from daemon.config.schema import LlamaCppSettings
 from daemon.errors import BackendError, BackendLoadError
-from daemon.gguf_header import GGUFError, kv_cache_mb, read_metadata
+from daemon.gguf_header import estimate_mb
 from daemon.templates import Message, guess_family, template
 
 if TYPE_CHECKING:
@@ -106,15 +106,8 @@ class LlamaCppBackend:
         return importlib.util.find_spec("llama_cpp") is not None
 
     def estimate_memory_mb(self, spec: ModelSpec) -> int:
-        if spec.path is None or not spec.path.is_file():
-            return 0
-        size_mb = spec.path.stat().st_size / 2**20
-        try:
-            kv = kv_cache_mb(read_metadata(spec.path), spec.context_length)
-        except (GGUFError, OSError):
-            kv = 0.0  # an unreadable file fails at load with llama.cpp's own message
         # Compute buffers and the runtime come on top of weights and KV cache (measured ~60 MB).
-        return int(size_mb + kv + 64)
+        return estimate_mb(spec.path, spec.context_length, runtime_mb=64)
 
     def count_tokens(self, model_id: str, text: str) -> int | None:
         return len(self.tokenize(model_id, text)) if model_id in self._models else None

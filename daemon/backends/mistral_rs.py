@@ -22,7 +22,7 @@ from daemon.backends.base import GenerationRequest, GenerationStats, ModelSpec, 
 from daemon.backends.threaded import Emit, stream_from_thread
 from daemon.config.schema import MistralRsSettings
 from daemon.errors import BackendError, BackendLoadError
-from daemon.gguf_header import GGUFError, kv_cache_mb, read_metadata
+from daemon.gguf_header import estimate_mb
 from daemon.templates import template
 
 RAYON_THREADS = "RAYON_NUM_THREADS"
@@ -89,13 +89,7 @@ class MistralRsBackend:
         return importlib.util.find_spec("mistralrs") is not None
 
     def estimate_memory_mb(self, spec: ModelSpec) -> int:
-        if spec.path is None or not spec.path.is_file():
-            return 0
-        try:
-            kv = kv_cache_mb(read_metadata(spec.path), spec.context_length)
-        except (GGUFError, OSError):
-            kv = 0.0
-        return int(spec.path.stat().st_size / 2**20 + kv + 96)
+        return estimate_mb(spec.path, spec.context_length, runtime_mb=96)
 
     def count_tokens(self, model_id: str, text: str) -> int | None:
         return None

@@ -11,17 +11,17 @@ prompt, and what it shows changes the output.
 
 from __future__ import annotations
 
-import base64
 import os
-import struct
 import subprocess
 import sys
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mistralrs import ChatCompletionRequest, ChatCompletionResponse, Runner, Which
+
+from daemon.media import data_uri
+from tests.conftest import png
 
 MODELS = Path(__file__).parents[2] / "fixtures" / "models"
 TEXT_MODEL = MODELS / "tiny-gemma3-vlm.gguf"
@@ -38,30 +38,8 @@ HF_FILES = (
 IMAGE_EMBEDDINGS = 16  # (64 px / 8 px patches)^2 = 64 patches, average-pooled 2x2
 IMAGE_MARKERS = 2  # <start_of_image> and <end_of_image>
 QUESTION = "What is in this picture?"
-BLACK = (0, 0, 0)
-WHITE = (255, 255, 255)
+BLACK, WHITE = 0, 255  # grey levels of the flat 64x64 test images
 MAX_TOKENS = 4
-
-
-def png(rgb: tuple[int, int, int], size: int = 64) -> bytes:
-    """A solid-colour RGB PNG, written by hand (no imaging library needed)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    row = b"\x00" + bytes(rgb) * size  # filter type 0, then the pixels
-    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)  # 8-bit RGB
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(row * size))
-        + chunk(b"IEND", b"")
-    )
-
-
-def data_uri(rgb: tuple[int, int, int]) -> str:
-    return "data:image/png;base64," + base64.b64encode(png(rgb)).decode("ascii")
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +62,11 @@ def runner() -> Iterator[Runner]:
         del model
 
 
-def ask(runner: Runner, image: tuple[int, int, int] | None) -> ChatCompletionResponse:
+def ask(runner: Runner, image: int | None) -> ChatCompletionResponse:
     """A few greedy tokens for the question, with the image before it when there is one."""
     content: list[dict[str, str | dict[str, str]]] = [{"type": "text", "text": QUESTION}]
     if image is not None:
-        content.insert(0, {"type": "image_url", "image_url": {"url": data_uri(image)}})
+        content.insert(0, {"type": "image_url", "image_url": {"url": data_uri(png(64, 64, image))}})
     messages: list[dict[str, list[dict[str, str | dict[str, str]]]]] = [
         {"role": "user", "content": content}  # type: ignore[dict-item]
     ]

@@ -7,11 +7,8 @@ nothing, so these tests assert on the path instead: the image is embedded as 16 
 
 from __future__ import annotations
 
-import base64
-import struct
 import subprocess
 import sys
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,9 @@ from llama_cpp.llama_types import (
     ChatCompletionRequestUserMessage,
 )
 
+from daemon.media import data_uri
+from tests.conftest import png
+
 MODELS = Path(__file__).parents[2] / "fixtures" / "models"
 TEXT_MODEL = MODELS / "tiny-gemma3-vlm.gguf"
 MMPROJ = MODELS / "tiny-gemma3-vlm-mmproj.gguf"
@@ -31,29 +31,7 @@ SCRIPT = MODELS / "make_tiny_vlm.py"
 IMAGE_EMBEDDINGS = 16  # (64 px / 8 px patches)^2 = 64 patches, average-pooled 2x2
 IMAGE_MARKERS = 2  # <start_of_image> and <end_of_image>
 QUESTION = "What is in this picture?"
-BLACK = (0, 0, 0)
-WHITE = (255, 255, 255)
-
-
-def png(rgb: tuple[int, int, int], size: int = 64) -> bytes:
-    """A solid-colour RGB PNG, written by hand (no imaging library in the project)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    row = b"\x00" + bytes(rgb) * size  # filter type 0, then the pixels
-    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)  # 8-bit RGB
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(row * size))
-        + chunk(b"IEND", b"")
-    )
-
-
-def data_uri(rgb: tuple[int, int, int]) -> str:
-    return "data:image/png;base64," + base64.b64encode(png(rgb)).decode("ascii")
+BLACK, WHITE = 0, 255  # grey levels of the flat 64x64 test images
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +48,11 @@ def llm() -> Iterator[Llama]:
     model.close()
 
 
-def ask(llm: Llama, image: tuple[int, int, int] | None) -> dict[str, Any]:
+def ask(llm: Llama, image: int | None) -> dict[str, Any]:
     """One greedy token for the question, with the image before it when there is one."""
     content: list[ChatCompletionRequestMessageContentPart] = [{"type": "text", "text": QUESTION}]
     if image is not None:
-        content.insert(0, {"type": "image_url", "image_url": {"url": data_uri(image)}})
+        content.insert(0, {"type": "image_url", "image_url": {"url": data_uri(png(64, 64, image))}})
     message: ChatCompletionRequestUserMessage = {"role": "user", "content": content}
     response = llm.create_chat_completion(
         messages=[message],
