@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,16 +74,21 @@ class GenerationStats:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-def openai_messages(request: GenerationRequest) -> list[Any]:
-    """The conversation in OpenAI's chat format, images as data URIs in the last user turn.
+def openai_messages(request: GenerationRequest, with_audio: bool = False) -> list[Any]:
+    """The conversation in OpenAI's chat format, media in the last user turn.
 
-    llama.cpp's multimodal handler and every OpenAI-compatible server read this shape.
+    Images go as `image_url` data URIs (llama.cpp's multimodal handler, mistral.rs and every
+    OpenAI-compatible server read them); the utterance goes as an `input_audio` WAV part only
+    where the engine takes one (`with_audio`).
     """
     out: list[Any] = [{"role": m.role, "content": m.content} for m in request.messages]
-    if request.images:
-        parts: list[dict[str, Any]] = [
-            {"type": "image_url", "image_url": {"url": data_uri(image)}} for image in request.images
-        ]
+    parts: list[dict[str, Any]] = [
+        {"type": "image_url", "image_url": {"url": data_uri(image)}} for image in request.images
+    ]
+    if with_audio and request.audio:
+        audio = base64.b64encode(request.audio).decode("ascii")
+        parts.append({"type": "input_audio", "input_audio": {"data": audio, "format": "wav"}})
+    if parts:
         parts.append({"type": "text", "text": request.messages[-1].content})
         out[-1] = {"role": "user", "content": parts}
     return out

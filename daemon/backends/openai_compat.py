@@ -2,7 +2,8 @@
 
 This is how inference moves to a bigger box: the daemon streams chat completions (server-sent
 events) from `[backends.openai].base_url` with the official `openai` client. Images travel as
-`image_url` data URIs in the last user turn. The API key comes from the environment variable named
+`image_url` data URIs in the last user turn, the utterance of an audio-capable model as an
+`input_audio` WAV part. The API key comes from the environment variable named
 in `api_key_env` and is never logged.
 """
 
@@ -31,7 +32,7 @@ HEALTH_TTL_S = 5.0
 
 class OpenAICompatibleBackend:
     name: ClassVar[str] = "openai"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"text", "image"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"text", "image", "audio"})
     settings_model: ClassVar[type[OpenAISettings]] = OpenAISettings
 
     def __init__(self, settings: OpenAISettings) -> None:
@@ -113,7 +114,7 @@ class OpenAICompatibleBackend:
         try:
             stream = await self._api().chat.completions.create(
                 model=name,
-                messages=openai_messages(request),
+                messages=openai_messages(request, with_audio=True),
                 stream=True,
                 max_tokens=params.max_tokens,
                 temperature=params.temperature,
