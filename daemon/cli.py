@@ -1,21 +1,31 @@
 """The `tektra` command.
 
-`ask`, `models` and `validate` work in-process for now; they move onto the daemon's socket once
-the daemon serves one.
+`ask`, `models`, `status`, `events` and `listen` talk to the running daemon over its socket.
+`ask` and `models` fall back to running in-process when no daemon is listening, so they work
+without one; `validate`, `models pull` and `service install` are always local.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import json
 import sys
+import wave
 from pathlib import Path
+from typing import Any
 
 from daemon.backends.registry import BackendRegistry
+from daemon.client import DaemonClient, DaemonError, DaemonUnreachable
 from daemon.config.load import check_file, default_config_path, load_config
 from daemon.config.schema import TektraConfig
 from daemon.errors import ConfigError, TektraError
 from daemon.manager.manager import ModelInfo, Query, UnifiedModelManager
+from daemon.socket_server import socket_path
+
+SYSTEM_SOCKET = Path("/run/tektra/tektra.sock")
+PUSH_SECONDS = 0.5  # audio per push_audio request: small lines, steady feed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,15 +34,34 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "validate":
             return _validate(path)
+        if args.command == "service":
+            from daemon.service_install import install
+
+            return install(
+                user=args.user,
+                config=path.absolute(),
+                root=args.root,
+                dry_run=args.print,
+                target=args.target,
+            )
         config = load_config(path, BackendRegistry().names())
+        sock = args.socket or socket_path(config.daemon)
+        if args.socket is None and not sock.exists() and SYSTEM_SOCKET.exists():
+            sock = SYSTEM_SOCKET  # no daemon of this user's, but the system service runs
         if args.command == "run":
             from daemon.service import run
 
             return run(config, path)
         if args.command == "ask":
-            return asyncio.run(_ask(config, path, args))
+            return _ask(config, path, sock, args)
         if args.command == "models":
-            return _models(config, path, args)
+            return _models(config, path, sock, args)
+        if args.command == "status":
+            return _status(sock)
+        if args.command == "events":
+            return _events(sock)
+        if args.command == "listen":
+            return _listen(sock, args.wav, args.timeout)
     except ConfigError as exc:
         print(f"{path}: {len(exc.issues)} error(s)", file=sys.stderr)
         for issue in exc.issues:
@@ -55,16 +84,35 @@ def _parser() -> argparse.ArgumentParser:
         help="models.toml to use (default: $TEKTRA_CONFIG, "
         "./models.toml, ~/.config/tektra/models.toml, /etc/tektra/models.toml)",
     )
+    common.add_argument(
+        "--socket", type=Path, help="the daemon's socket (default: from [daemon] socket)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", parents=[common], help="run the daemon in the foreground")
     ask = sub.add_parser("ask", parents=[common], help="ask a question; the answer streams out")
     ask.add_argument("text", help="the question")
     ask.add_argument("--model", help="model id (default: [daemon].default_model)")
     ask.add_argument("--preset", help="generation preset (fast, balanced, quality, creative, …)")
+    ask.add_argument("--image", type=Path, help="an image (JPEG/PNG) to ask about")
     models = sub.add_parser("models", parents=[common], help="list models, or pull one")
     models.add_argument("action", nargs="?", choices=["list", "pull"], default="list")
     models.add_argument("model_id", nargs="?", help="model to pull (an hf source)")
     sub.add_parser("validate", parents=[common], help="check models.toml and list every error")
+    sub.add_parser("status", parents=[common], help="the running daemon's state, as JSON")
+    sub.add_parser("events", parents=[common], help="print every daemon event as a JSON line")
+    listen = sub.add_parser(
+        "listen", parents=[common], help="send a WAV file to the daemon's voice pipeline"
+    )
+    listen.add_argument("wav", type=Path, help="16-bit PCM WAV (any rate, mono or stereo)")
+    listen.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for answer")
+    service = sub.add_parser("service", parents=[common], help="install the service unit")
+    service.add_argument("action", choices=["install"])
+    service.add_argument("--user", action="store_true", help="a user unit/agent, not a system one")
+    service.add_argument("--print", action="store_true", help="print the file; write nothing")
+    service.add_argument("--root", type=Path, help="write under this directory (packaging)")
+    service.add_argument(
+        "--target", choices=["systemd", "launchd"], help="service manager (default: this OS's)"
+    )
     return parser
 
 
@@ -79,10 +127,44 @@ def _validate(path: Path) -> int:
     return 0
 
 
-async def _ask(config: TektraConfig, path: Path, args: argparse.Namespace) -> int:
+def _connect(sock: Path, timeout_s: float | None = None) -> DaemonClient | None:
+    try:
+        return DaemonClient(sock, timeout_s)
+    except DaemonUnreachable:
+        return None
+
+
+def _ask(config: TektraConfig, path: Path, sock: Path, args: argparse.Namespace) -> int:
+    fields: dict[str, Any] = {"text": args.text, "model": args.model, "preset": args.preset}
+    image = args.image.read_bytes() if args.image else None
+    client = _connect(sock)
+    if client is None:  # no daemon: answer in-process, the same way the daemon would
+        return asyncio.run(_ask_locally(config, path, args, image))
+    if image is not None:
+        fields["image"] = base64.b64encode(image).decode()
+    with client:
+        try:
+            for piece in client.stream("ask", **fields):
+                if isinstance(piece, str):
+                    sys.stdout.write(piece)
+                    sys.stdout.flush()
+        except DaemonError as exc:
+            sys.stdout.flush()
+            print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+            return 1
+    sys.stdout.write("\n")
+    return 0
+
+
+async def _ask_locally(
+    config: TektraConfig, path: Path, args: argparse.Namespace, image: bytes | None
+) -> int:
     manager = UnifiedModelManager(config, config_path=path)
     try:
-        answer = manager.answer(Query(args.text, model=args.model, preset=args.preset))
+        images = (image,) if image is not None else ()
+        answer = manager.answer(
+            Query(args.text, model=args.model, preset=args.preset, images=images)
+        )
         async for chunk in answer:
             sys.stdout.write(chunk)
             sys.stdout.flush()
@@ -92,7 +174,7 @@ async def _ask(config: TektraConfig, path: Path, args: argparse.Namespace) -> in
     return 0
 
 
-def _models(config: TektraConfig, path: Path, args: argparse.Namespace) -> int:
+def _models(config: TektraConfig, path: Path, sock: Path, args: argparse.Namespace) -> int:
     if args.action == "pull":
         from daemon import model_sources
 
@@ -105,9 +187,88 @@ def _models(config: TektraConfig, path: Path, args: argparse.Namespace) -> int:
             return 1
         print(model_sources.pull(model.id, model.source))
         return 0
-    manager = UnifiedModelManager(config, config_path=path)
-    print(_table(manager.list_models()))
+    client = _connect(sock)
+    if client is None:
+        print(_table(UnifiedModelManager(config, config_path=path).list_models()))
+        return 0
+    with client:
+        listed = client.call("models")["models"]
+    print(_table([ModelInfo(**{**m, "capabilities": tuple(m["capabilities"])}) for m in listed]))
     return 0
+
+
+def _status(sock: Path) -> int:
+    with DaemonClient(sock, timeout_s=30) as client:
+        print(json.dumps(client.call("status"), indent=2))
+    return 0
+
+
+def _events(sock: Path) -> int:
+    with DaemonClient(sock) as client:
+        request_id = client.send("subscribe")
+        for reply in client.replies(request_id):
+            if "event" in reply:
+                print(json.dumps({"event": reply["event"], **reply["data"]}), flush=True)
+    return 0
+
+
+def _listen(sock: Path, wav: Path, timeout_s: float) -> int:
+    """Push a WAV into the voice pipeline; print what it heard and the answer."""
+    pcm, rate = _read_wav(wav)
+    try:
+        return _push_and_wait(sock, pcm, rate, timeout_s)
+    except TimeoutError:
+        print(f"error [timeout]: no answer within {timeout_s:g} s", file=sys.stderr)
+        return 1
+
+
+def _push_and_wait(sock: Path, pcm: bytes, rate: int, timeout_s: float) -> int:
+    with DaemonClient(sock, timeout_s) as events, DaemonClient(sock, timeout_s) as pusher:
+        subscription = events.send("subscribe")
+        replies = events.replies(subscription)
+        next(replies)  # subscribed: nothing said from now on is missed
+        step = int(rate * PUSH_SECONDS) * 2
+        for start in range(0, len(pcm), step):
+            piece = base64.b64encode(pcm[start : start + step]).decode()
+            last = start + step >= len(pcm)
+            pusher.call("push_audio", pcm=piece, sample_rate=rate, end=last)
+        return _print_voice_answer(replies)
+
+
+def _print_voice_answer(replies: Any) -> int:
+    query_id = None
+    for reply in replies:
+        kind, data = reply.get("event"), reply.get("data", {})
+        if kind == "transcript" and query_id is None:
+            query_id = data["id"]
+            print(f"heard: {data['text']}", flush=True)
+        elif kind == "pipeline" and data.get("name") == "TranscriptIgnored":
+            print(f"heard (not a query: {data['data']['reason']}): {data['data']['text']}")
+            return 1
+        elif kind == "response" and data.get("id") == query_id:
+            print(data["text"])
+            return 0
+        elif kind == "error" and (data.get("id") in (None, query_id)):
+            print(f"error [{data['code']}]: {data['message']}", file=sys.stderr)
+            return 1
+    return 1
+
+
+def _read_wav(path: Path) -> tuple[bytes, int]:
+    try:
+        with wave.open(str(path), "rb") as wav:
+            if wav.getsampwidth() != 2:
+                raise TektraError(f"{path}: only 16-bit PCM WAV files can be sent")
+            frames = wav.readframes(wav.getnframes())
+            channels, rate = wav.getnchannels(), wav.getframerate()
+    except (OSError, wave.Error, EOFError) as exc:
+        raise TektraError(f"{path}: cannot read it as a WAV file: {exc}") from exc
+    if channels > 1:
+        import numpy as np
+
+        samples = np.frombuffer(frames, dtype="<i2").reshape(-1, channels)
+        frames = samples.mean(axis=1).astype("<i2").tobytes()
+    return frames, rate
 
 
 def _table(models: list[ModelInfo]) -> str:

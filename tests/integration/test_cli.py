@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +26,13 @@ GREEDY = (
 )
 
 
+# A runtime directory of our own: no daemon listens there, so `ask` and `models` run in-process
+# (tests/daemon covers them talking to a daemon), and `run` binds its socket there.
+RUNTIME_DIR = tempfile.mkdtemp(prefix="tektra-cli-")
+
+
 def tektra(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**(env or os.environ), "XDG_RUNTIME_DIR": RUNTIME_DIR}
     return subprocess.run(
         [TEKTRA, *args], capture_output=True, text=True, timeout=120, env=env, check=False
     )
@@ -87,6 +94,7 @@ def test_run_loads_the_default_model_and_stops_cleanly_on_sigterm(tmp_path: Path
         [TEKTRA, "run", "--config", str(tmp_path / "models.toml")],
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "XDG_RUNTIME_DIR": RUNTIME_DIR},
     ) as daemon:
         assert daemon.stderr is not None
         lines = []

@@ -1,0 +1,221 @@
+"""The assistant: answers queries through the model manager and tells the bus what happens.
+
+Whichever way a query comes in (socket, MQTT, the voice pipeline), it goes through `answer`, which
+publishes the state (thinking → responding → idle), every chunk and the complete answer with its
+timings, or the error. Answers run one at a time, so the published state is always true, and a
+reload swaps the model manager only between answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from daemon.backends.registry import BackendRegistry
+from daemon.config.load import check_file
+from daemon.config.schema import TektraConfig
+from daemon.errors import ConfigError, TektraError
+from daemon.events import (
+    ErrorRaised,
+    EventBus,
+    MicrophoneChanged,
+    ModelChanged,
+    ResponseChunk,
+    ResponseDone,
+    StateChanged,
+    TranscriptReady,
+)
+from daemon.manager.manager import Query, UnifiedModelManager
+
+log = logging.getLogger("tektra.assistant")
+
+ChunkSink = Callable[[str], Awaitable[None]]
+
+
+class ShuttingDown(TektraError):
+    code = "shutting_down"
+
+
+class Assistant:
+    """The daemon's one answering path, its state, and its configuration."""
+
+    def __init__(
+        self,
+        config: TektraConfig,
+        config_path: Path | None,
+        bus: EventBus,
+        registry: BackendRegistry | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.bus = bus
+        self.registry = registry or BackendRegistry()
+        self.manager = UnifiedModelManager(config, registry=self.registry, config_path=config_path)
+        self.state = "idle"
+        self.detail = ""
+        self.problems: dict[str, str] = {}
+        self.muted = False
+        self.model: str | None = None
+        self.backend: str | None = None
+        self.answers = 0
+        self._lock = asyncio.Lock()  # one answer (or reload) at a time
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closing = False
+
+    # --- state -------------------------------------------------------------------------------
+
+    def set_state(self, state: str, detail: str = "") -> None:
+        if (state, detail) != (self.state, self.detail):
+            self.state, self.detail = state, detail
+            self.bus.publish(StateChanged(state, detail))
+
+    def set_problem(self, source: str, problem: str | None) -> None:
+        """A lost device (or a model that would not load) makes the resting state `error`
+        until `source` reports back with None."""
+        if problem is None:
+            self.problems.pop(source, None)
+        else:
+            self.problems[source] = problem
+        if self.state in ("idle", "error"):
+            self.settle()
+
+    def settle(self) -> None:
+        """Back to rest: `idle`, or `error` while a problem lasts."""
+        if self.problems:
+            self.set_state("error", "; ".join(self.problems.values()))
+        else:
+            self.set_state("idle")
+
+    def set_muted(self, muted: bool) -> None:
+        self.muted = muted
+        self.bus.publish(MicrophoneChanged(muted))
+
+    # --- answering ---------------------------------------------------------------------------
+
+    async def answer(
+        self,
+        request_id: str,
+        query: Query,
+        on_chunk: ChunkSink | None = None,
+        *,
+        transcript: str | None = None,
+        stages_ms: dict[str, float] | None = None,
+    ) -> ResponseDone:
+        """Answer `query`, streaming chunks to `on_chunk` and to the bus (errors go there too).
+
+        `transcript` (what was heard) is published first; `stages_ms` are timings of stages
+        before this one (speech-to-text) that go into the response's `timings_ms`."""
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            if self._closing:
+                raise ShuttingDown("the daemon is shutting down; ask again when it is back")
+            async with self._lock:
+                done = await self._answer(request_id, query, on_chunk, transcript)
+        except TektraError as exc:
+            self.bus.publish(ErrorRaised(request_id, exc.code, exc.message))
+            raise
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+        if stages_ms:
+            done = dataclasses.replace(done, timings_ms={**stages_ms, **done.timings_ms})
+        self.bus.publish(done)
+        self.settle()
+        return done
+
+    async def _answer(
+        self, request_id: str, query: Query, on_chunk: ChunkSink | None, transcript: str | None
+    ) -> ResponseDone:
+        if transcript is not None:
+            self.bus.publish(TranscriptReady(request_id, transcript))
+        self.set_state("thinking")
+        started = time.monotonic()
+        first: float | None = None
+        seq = 0
+        answer = self.manager.answer(query)
+        try:
+            async for chunk in answer:
+                if first is None:
+                    first = time.monotonic()
+                    self.set_state("responding")
+                self.bus.publish(ResponseChunk(request_id, seq, chunk))
+                seq += 1
+                if on_chunk is not None:
+                    await on_chunk(chunk)
+        except BaseException:
+            self.settle()
+            raise
+        total = time.monotonic() - started
+        timings = {f"engine_{k}": v for k, v in answer.stats.timings_ms.items()}
+        timings["first_chunk"] = round(((first or started) - started) * 1000, 1)
+        timings["total"] = round(total * 1000, 1)
+        done = ResponseDone(
+            id=request_id,
+            text=answer.text,
+            model=answer.model_id,
+            backend=answer.backend,
+            finish_reason=answer.stats.finish_reason,
+            prompt_tokens=answer.stats.prompt_tokens,
+            completion_tokens=answer.stats.completion_tokens,
+            timings_ms=timings,
+        )
+        self.answers += 1
+        return done
+
+    # --- models and configuration ------------------------------------------------------------
+
+    async def load_model(self, model_id: str, backend: str | None = None) -> str:
+        async with self._lock:
+            name = await self.manager.load_model(model_id, backend)
+        self.model, self.backend = model_id, name
+        self.set_problem("model", None)
+        self.bus.publish(ModelChanged(model_id, name))
+        return name
+
+    async def reload(self) -> TektraConfig:
+        """Read models.toml again; on any error keep the running configuration and raise them all.
+
+        Settings of [mqtt] and the socket path take effect at the next start: the links they
+        describe are up and serving now.
+        """
+        if self.config_path is None:
+            raise TektraError("the daemon was started without a configuration file to reload")
+        config, issues = check_file(self.config_path, self.registry.names())
+        if issues or config is None:
+            raise ConfigError(issues)
+        async with self._lock:
+            old = self.manager
+            self.manager = UnifiedModelManager(
+                config, registry=self.registry, config_path=self.config_path
+            )
+            self.config = config
+            await old.close()
+        log.info("configuration reloaded from %s", self.config_path)
+        if config.default_model_id is not None:
+            await self.load_model(config.default_model_id)
+        return config
+
+    # --- shutdown ----------------------------------------------------------------------------
+
+    def refuse_new(self) -> None:
+        """From now on, new queries are refused with `shutting_down`."""
+        self._closing = True
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait (bounded) for the answers in flight to finish; False if some are still running."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        await self.manager.close()

@@ -1,0 +1,125 @@
+"""Cutting a stream of VAD-scored audio frames into utterances: pure logic, no I/O.
+
+Modelled on Home Assistant's VoiceCommandSegmenter: an utterance opens after `min_speech_s` of
+continuous speech, carries `pre_roll_s` of the audio before it (so the first syllable, which the
+VAD is slow to score, is not cut off), and closes after `min_silence_s` of silence or at
+`max_utterance_s`. Two thresholds give hysteresis, as Silero's own reference code does: a frame
+starts speech at `threshold` but only counts as silence below `threshold - 0.15`, so the dip
+between two words does not end an utterance.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+Samples = npt.NDArray[np.float32]
+EndReason = Literal["silence", "max_length", "end_of_stream"]
+
+
+@dataclass(frozen=True)
+class UtteranceStarted:
+    start_s: float
+    """Stream time of the utterance's first sample (pre-roll included)."""
+
+
+@dataclass(frozen=True)
+class UtteranceEnded:
+    audio: Samples
+    """The whole utterance: pre-roll, speech and the trailing silence that closed it."""
+    start_s: float
+    end_s: float
+    reason: EndReason
+
+
+SegmentEvent = UtteranceStarted | UtteranceEnded
+
+
+@dataclass
+class SpeechSegmenter:
+    """Feed frames with their speech probability; get utterance start and end events back."""
+
+    sample_rate: int = 16_000
+    threshold: float = 0.5
+    min_speech_s: float = 0.3
+    min_silence_s: float = 0.7
+    pre_roll_s: float = 0.5
+    max_utterance_s: float = 15.0
+    _in_speech: bool = field(default=False, init=False)
+    _speech_run: int = field(default=0, init=False)
+    """Samples of continuous speech while idle (candidate start)."""
+    _silence_run: int = field(default=0, init=False)
+    _frames: deque[Samples] = field(default_factory=deque, init=False)
+    _buffered: int = field(default=0, init=False)
+    _position: int = field(default=0, init=False)
+    """Samples seen since the start of the stream."""
+
+    @property
+    def in_utterance(self) -> bool:
+        return self._in_speech
+
+    @property
+    def buffered_s(self) -> float:
+        """Seconds of audio held: the open utterance, or pre-roll and a candidate start."""
+        return self._seconds(self._buffered)
+
+    @property
+    def neg_threshold(self) -> float:
+        return max(self.threshold - 0.15, 0.01)
+
+    def process(self, frame: Samples, speech_prob: float) -> list[SegmentEvent]:
+        """Take one frame (any length) and the VAD's speech probability for it."""
+        events: list[SegmentEvent] = []
+        self._frames.append(frame)
+        self._buffered += len(frame)
+        self._position += len(frame)
+        if not self._in_speech:
+            self._speech_run = self._speech_run + len(frame) if speech_prob >= self.threshold else 0
+            if self._speech_run >= self._samples(self.min_speech_s):
+                self._trim_to(self._speech_run + self._samples(self.pre_roll_s))
+                self._in_speech, self._silence_run = True, 0
+                events.append(UtteranceStarted(self._seconds(self._position - self._buffered)))
+            else:
+                self._trim_to(self._speech_run + self._samples(self.pre_roll_s))
+            return events
+        silent = speech_prob < self.neg_threshold
+        self._silence_run = self._silence_run + len(frame) if silent else 0
+        if self._silence_run >= self._samples(self.min_silence_s):
+            events.append(self._close("silence"))
+        elif self._buffered >= self._samples(self.max_utterance_s):
+            events.append(self._close("max_length"))
+        return events
+
+    def flush(self) -> UtteranceEnded | None:
+        """End of the stream: close an open utterance, forget a candidate one."""
+        if self._in_speech:
+            return self._close("end_of_stream")
+        self.reset()
+        return None
+
+    def reset(self) -> None:
+        """Drop everything buffered (used when muting); stream time keeps counting."""
+        self._frames.clear()
+        self._buffered = self._speech_run = self._silence_run = 0
+        self._in_speech = False
+
+    def _close(self, reason: EndReason) -> UtteranceEnded:
+        audio = np.concatenate(list(self._frames)).astype(np.float32, copy=False)
+        end = self._position
+        self.reset()
+        return UtteranceEnded(audio, self._seconds(end - len(audio)), self._seconds(end), reason)
+
+    def _trim_to(self, keep: int) -> None:
+        """Drop whole frames from the front while the rest still holds `keep` samples."""
+        while self._frames and self._buffered - len(self._frames[0]) >= keep:
+            self._buffered -= len(self._frames.popleft())
+
+    def _samples(self, seconds: float) -> int:
+        return round(seconds * self.sample_rate)
+
+    def _seconds(self, samples: int) -> float:
+        return samples / self.sample_rate

@@ -1,0 +1,381 @@
+"""The voice pipeline: audio, Silero VAD, segmenter, Whisper, wake gate, camera frames → queries.
+
+Three tasks share one loop. Capture (microphone, WAV replay, or a client's pushed PCM) only puts
+chunks in a bounded queue. The VAD task scores and segments them (in a worker thread) per
+*lane*, one lane per source so a client's pushed audio never interleaves with the microphone's.
+The STT task transcribes closed utterances (in a worker thread), applies the wake gate, attaches
+the camera frame the policy asks for, and awaits the handler, which is the daemon's: it asks the
+model manager. Nothing here blocks the loop, and a lost device is a state, never an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daemon.config.schema import AudioSettings, CameraSettings, SttSettings, TektraConfig
+from daemon.errors import TektraError
+from pipelines.audio import (
+    RATE,
+    DropOldestQueue,
+    Resampler,
+    Samples,
+    float_to_wav,
+    pcm_to_float,
+    read_wav,
+)
+from pipelines.camera import CameraReader, encode_jpeg
+from pipelines.events import (
+    DeviceState,
+    FramesDropped,
+    PipelineError,
+    PipelineEvent,
+    PipelineState,
+    SpeechEnded,
+    SpeechStarted,
+    StateName,
+    Transcript,
+    TranscriptIgnored,
+)
+from pipelines.fusion import wants_images
+from pipelines.microphone import Microphone
+from pipelines.segmenter import SegmentEvent, SpeechSegmenter, UtteranceEnded, UtteranceStarted
+from pipelines.stt import Transcriber, load_transcriber
+from pipelines.vad import VadStream, shared_vad
+from pipelines.wake import WakeGate
+
+log = logging.getLogger(__name__)
+
+# Audio waiting for the VAD, in samples: beyond 20 s behind, the oldest audio is dropped. Pushed
+# PCM may come much faster than real time (a satellite sending a whole utterance at once).
+QUEUE_SAMPLES = 20 * RATE
+REPLAY_CHUNK_S = 0.1
+CAPTURE, PUSHED = "capture", "pushed"
+
+
+@dataclass(frozen=True)
+class VoiceQuery:
+    """One spoken question, ready for the model manager."""
+
+    text: str
+    """The transcript with the wake phrase (and anything before it) stripped."""
+    audio_wav: bytes
+    """The utterance as a 16 kHz mono 16-bit WAV file."""
+    images: tuple[bytes, ...]
+    """JPEG frames attached per the `[camera]` attach policy (empty when none)."""
+    transcript: Transcript
+    """The transcript event the query came from (text as heard, timings)."""
+
+
+@dataclass
+class _Lane:
+    """The VAD state and segmenter of one audio source."""
+
+    vad: VadStream
+    segmenter: SpeechSegmenter
+    last_audio: float = 0.0
+    """Clock time audio last reached this lane: a lane gone quiet closes its utterance."""
+
+    def feed(self, chunk: Samples) -> list[SegmentEvent]:
+        """Blocking (Silero inference): called in a worker thread, one call at a time."""
+        events: list[SegmentEvent] = []
+        for frame, prob in self.vad.process(chunk):
+            events += self.segmenter.process(frame, prob)
+        return events
+
+
+class VoicePipeline:
+    """Turns audio (and camera frames) into `VoiceQuery`s for `handler`, reporting every stage."""
+
+    def __init__(
+        self,
+        audio: AudioSettings,
+        stt: SttSettings,
+        camera: CameraSettings,
+        handler: Callable[[VoiceQuery], Awaitable[None]],
+        on_event: Callable[[PipelineEvent], None],
+        *,
+        image_capable: bool,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._audio, self._stt, self._camera_settings = audio, stt, camera
+        self._handler, self._emit = handler, on_event
+        self._image_capable = image_capable
+        self._clock = clock
+        self._gate = WakeGate(tuple(audio.wake.phrases), audio.wake.follow_up_s)
+        self._queue: DropOldestQueue[tuple[str, Samples | None]] = DropOldestQueue(
+            QUEUE_SAMPLES, lambda item: 0 if item[1] is None else len(item[1])
+        )
+        self._utterances: DropOldestQueue[UtteranceEnded] = DropOldestQueue(4)
+        self._lanes: dict[str, _Lane] = {}
+        self._transcriber: Transcriber | None = None
+        self._pushed_rest = b""  # an odd trailing byte of pushed PCM, waiting for its pair
+        self._pushed_resampler = Resampler(RATE)
+        self._muted = False
+        self._busy = False
+        self._working = 0  # VAD batches and handler calls in progress
+        self._state: StateName | None = None
+        # No reader where no frame could ever be attached: decoding a stream costs a core.
+        unused = camera.source == "none" or camera.attach == "never" or not image_capable
+        self.camera = None if unused else CameraReader(camera.source, self._emit_event)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: TektraConfig,
+        handler: Callable[[VoiceQuery], Awaitable[None]],
+        on_event: Callable[[PipelineEvent], None],
+        *,
+        image_capable: bool,
+    ) -> VoicePipeline:
+        """The pipeline the `[audio]`, `[stt]` and `[camera]` tables describe."""
+        return cls(
+            config.audio, config.stt, config.camera, handler, on_event, image_capable=image_capable
+        )
+
+    # --- control, from the event loop --------------------------------------------------------
+
+    def push_pcm(self, pcm: bytes, sample_rate: int = RATE) -> None:
+        """Feed s16le mono audio from a client; it is segmented apart from the microphone.
+
+        Any sample rate is converted to 16 kHz; a rate that is not positive is a ValueError.
+        """
+        if sample_rate != self._pushed_resampler.rate_in:
+            self._pushed_resampler = Resampler(sample_rate)  # raises ValueError on nonsense
+        data = self._pushed_rest + pcm
+        even = len(data) - len(data) % 2
+        self._pushed_rest = data[even:]
+        if even:
+            self._queue.put((PUSHED, self._pushed_resampler(pcm_to_float(data[:even]))))
+
+    def end_pcm(self) -> None:
+        """The client finished an utterance: close it now instead of waiting for silence."""
+        self._queue.put((PUSHED, None))
+
+    def set_muted(self, muted: bool) -> None:
+        """While muted, audio is discarded (an utterance in progress too)."""
+        self._muted = muted
+
+    def note_answered(self) -> None:
+        """An answer was given: open the wake follow-up window."""
+        self._gate.note_answered(self._clock())
+
+    @property
+    def state(self) -> StateName | None:
+        return self._state
+
+    @property
+    def drained(self) -> bool:
+        """Nothing queued, open or in progress: every audio chunk given so far was dealt with."""
+        return (
+            not self._queue
+            and not self._utterances
+            and not self._busy
+            and not self._working
+            and not any(lane.segmenter.in_utterance for lane in self._lanes.values())
+        )
+
+    # --- the tasks ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until cancelled. Raises only for configuration problems (no Whisper model)."""
+        self._transcriber = await asyncio.to_thread(load_transcriber, self._stt)
+        vad = await asyncio.to_thread(shared_vad)
+        settings = self._audio.vad
+        for name in (CAPTURE, PUSHED):
+            segmenter = SpeechSegmenter(
+                threshold=settings.threshold,
+                min_speech_s=settings.min_speech_ms / 1000,
+                min_silence_s=settings.min_silence_ms / 1000,
+                pre_roll_s=settings.pre_roll_ms / 1000,
+                max_utterance_s=settings.max_utterance_s,
+            )
+            self._lanes[name] = _Lane(vad.stream(), segmenter)
+        self._update_state()
+        tasks: dict[str, Coroutine[Any, Any, None]] = {
+            "tektra-voice-vad": self._segment_forever(),
+            "tektra-voice-stt": self._transcribe_forever(),
+        }
+        source = self._audio.source
+        if source.startswith("file:"):
+            tasks["tektra-voice-replay"] = self._replay(Path(source[len("file:") :]))
+        elif source != "none":
+            microphone = Microphone(source, self._deliver_capture, self._emit_event)
+            tasks["tektra-voice-microphone"] = microphone.run()
+        if self.camera is not None:
+            tasks["tektra-camera"] = self.camera.run()
+        await _run_together(tasks)
+
+    def _deliver_capture(self, block: Samples) -> None:
+        self._queue.put((CAPTURE, block))
+
+    async def _replay(self, path: Path) -> None:
+        try:
+            audio = await asyncio.to_thread(read_wav, path)
+        except (OSError, ValueError, EOFError) as exc:
+            self._emit(DeviceState("microphone", self._audio.source, "lost", str(exc)))
+            return
+        self._emit(DeviceState("microphone", self._audio.source, "open", f"{len(audio)} samples"))
+        loop = asyncio.get_running_loop()
+        step, started = int(REPLAY_CHUNK_S * RATE), loop.time()
+        for offset in range(0, len(audio), step):
+            chunk = audio[offset : offset + step]
+            if self._audio.file_pace == "fast":
+                await self._queue.put_wait((CAPTURE, chunk))
+            else:
+                await asyncio.sleep(max(0.0, started + offset / RATE - loop.time()))
+                self._queue.put((CAPTURE, chunk))
+        await self._queue.put_wait((CAPTURE, None))
+        self._emit(DeviceState("microphone", self._audio.source, "closed", "end of file"))
+
+    async def _segment_forever(self) -> None:
+        # A lane silent this long with an utterance open is closed: a client stopped pushing, or
+        # the microphone was lost mid-sentence.
+        gap_s = self._audio.vad.min_silence_ms / 1000
+        while True:
+            item = await self._queue.get(timeout=max(gap_s, 0.1))
+            dropped = self._queue.take_dropped()
+            if dropped:
+                self._emit(FramesDropped(dropped, self._queue.dropped))
+            for idle in self._lanes.values():
+                if idle.segmenter.in_utterance and self._clock() - idle.last_audio > gap_s:
+                    await self._segmented(idle.segmenter.flush())
+            if item is None:
+                continue
+            name, chunk = item
+            lane = self._lanes[name]
+            if chunk is None:
+                await self._segmented(lane.segmenter.flush())
+                lane.vad.reset()
+            elif self._muted:
+                if lane.segmenter.in_utterance:
+                    self._emit(SpeechEnded(lane.segmenter.buffered_s, "muted"))
+                lane.segmenter.reset()
+                self._update_state()
+            else:
+                chunk = self._take_more(name, chunk)
+                lane.last_audio = self._clock()
+                self._working += 1
+                try:
+                    for event in await asyncio.to_thread(lane.feed, chunk):
+                        await self._segmented(event)
+                    lane.last_audio = self._clock()  # the wait for STT above is no gap in audio
+                finally:
+                    self._working -= 1
+
+    def _take_more(self, name: str, chunk: Samples) -> Samples:
+        """Join the chunks of the same lane already waiting: one worker-thread hop for them all
+        (PortAudio may deliver a block every few milliseconds)."""
+        pieces = [chunk]
+        while (following := self._queue.peek()) is not None and following[0] == name:
+            if following[1] is None:
+                break
+            pieces.append(following[1])
+            self._queue.get_nowait()
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+    async def _segmented(self, event: SegmentEvent | None) -> None:
+        if isinstance(event, UtteranceStarted):
+            self._emit(SpeechStarted(event.start_s))
+        elif isinstance(event, UtteranceEnded):
+            self._emit(SpeechEnded(event.end_s - event.start_s, event.reason))
+            # Waiting here when STT is behind backs up into the audio queue, the one place where
+            # audio is dropped (and counted); an utterance already cut is never thrown away.
+            await self._utterances.put_wait(event)
+        self._update_state()
+
+    async def _transcribe_forever(self) -> None:
+        while True:
+            utterance = await self._utterances.get()
+            if utterance is None:
+                continue
+            self._busy = True
+            self._update_state()
+            try:
+                query = await self._recognise(utterance)
+            finally:
+                self._busy = False
+                self._update_state()
+            if query is not None:
+                await self._ask(query)
+
+    async def _recognise(self, utterance: UtteranceEnded) -> VoiceQuery | None:
+        assert self._transcriber is not None
+        started = time.perf_counter()
+        try:
+            heard = await asyncio.to_thread(self._transcriber.transcribe, utterance.audio)
+        except (RuntimeError, ValueError, OSError) as exc:
+            log.exception("speech-to-text failed")
+            self._emit(PipelineError("stt_failed", f"speech-to-text failed: {exc}"))
+            return None
+        if not heard.text:
+            return None  # the hallucination filter found nothing spoken
+        stt_ms = (time.perf_counter() - started) * 1000
+        transcript = Transcript(
+            heard.text, heard.language, utterance.start_s, utterance.end_s, stt_ms
+        )
+        self._emit(transcript)
+        decision = self._gate.decide(heard.text, self._clock())
+        if decision.query is None:
+            wake_only = decision.reason == "wake_only"
+            self._emit(TranscriptIgnored(heard.text, "wake_only" if wake_only else "not_addressed"))
+            return None
+        wav = await asyncio.to_thread(float_to_wav, utterance.audio)
+        images = await self._images_for(decision.query)
+        return VoiceQuery(decision.query, wav, images, transcript)
+
+    async def _images_for(self, text: str) -> tuple[bytes, ...]:
+        settings = self._camera_settings
+        wanted = wants_images(
+            settings.attach,
+            text,
+            image_capable=self._image_capable,
+            request_phrases=tuple(settings.request_phrases),
+        )
+        frame = self.camera.latest(settings.max_frame_age_s) if wanted and self.camera else None
+        if frame is None:
+            return ()
+        return (await asyncio.to_thread(encode_jpeg, frame, settings.max_side),)
+
+    async def _ask(self, query: VoiceQuery) -> None:
+        self._working += 1
+        try:
+            await self._handler(query)
+        except TektraError as exc:
+            self._emit(PipelineError(exc.code, exc.message))
+        except Exception as exc:  # the handler is the daemon's; its bug must not stop listening
+            log.exception("the voice query handler failed")
+            self._emit(PipelineError("handler_failed", f"{type(exc).__name__}: {exc}"))
+        finally:
+            self._working -= 1
+
+    # --- events ------------------------------------------------------------------------------
+
+    def _update_state(self) -> None:
+        listening = any(lane.segmenter.in_utterance for lane in self._lanes.values())
+        busy = self._busy or len(self._utterances) > 0
+        state: StateName = "listening" if listening else "transcribing" if busy else "idle"
+        if state != self._state:
+            self._state = state
+            self._emit(PipelineState(state))
+
+    def _emit_event(self, event: PipelineEvent) -> None:
+        self._emit(event)
+
+
+async def _run_together(coroutines: dict[str, Coroutine[Any, Any, None]]) -> None:
+    """Run named tasks until one fails or we are cancelled; then cancel and await the rest."""
+    tasks = [asyncio.create_task(coro, name=name) for name, coro in coroutines.items()]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,159 @@
+"""Speech in, answer out: a WAV pushed as PCM through the socket (`tektra listen`) runs the real
+voice pipeline (Silero VAD, Whisper tiny.en), and the transcript and the answer appear on MQTT."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daemon.conftest import ROOT, TEKTRA, Daemon, Mosquitto, SocketClient, listening
+
+# The pipelines' own helpers: the PulseAudio server and the speech fixtures.
+from tests.pipelines.conftest import Pulse, clip, expected, silence, write_stream
+
+pytestmark = pytest.mark.integration
+
+BASE = "tektra/testnode"
+MANIFEST = json.loads((ROOT / "fixtures/audio/manifest.json").read_text())
+
+
+def words(text: str) -> str:
+    """Whisper's capitals and punctuation aside, the words."""
+    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+
+
+async def test_a_wav_pushed_through_the_socket_gives_transcript_and_answer_on_mqtt(
+    make_daemon: Callable[..., Daemon], mosquitto: Mosquitto
+) -> None:
+    daemon = make_daemon(f'broker = "{mosquitto.url}"')
+    wav = ROOT / "fixtures/audio/kitchen_lights.wav"
+    expected = words(MANIFEST["speech"]["kitchen_lights.wav"]["expected"])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(daemon.site), str(ROOT)])}
+    async with listening(mosquitto, [f"{BASE}/#"]) as mqtt:
+        listen = await asyncio.create_subprocess_exec(
+            TEKTRA,
+            "listen",
+            str(wav),
+            "--config",
+            str(daemon.config),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        out, err = await asyncio.wait_for(listen.communicate(), 120)
+        assert listen.returncode == 0, err.decode()
+        heard, answer = out.decode().splitlines()
+        assert heard.startswith("heard: ") and words(heard) == f"heard {expected}"
+        assert words(answer) == f"you said {expected}"
+
+        transcript = await mqtt.wait_for(lambda m: m.topic == f"{BASE}/transcript")
+        said = transcript.json()
+        assert said["id"].startswith("voice-") and words(said["text"]) == expected
+        response = await mqtt.wait_for(
+            lambda m: m.topic == f"{BASE}/response" and m.json()["id"] == said["id"]
+        )
+        assert response.json()["text"] == f"You said: {said['text']}"
+        assert set(response.json()["timings_ms"]) >= {"stt", "first_chunk", "total"}
+        states = mqtt.payloads(f"{BASE}/state")
+        for state in ("listening", "transcribing", "thinking", "responding"):
+            assert state in states, states
+    assert daemon.stop() == 0
+
+
+async def test_a_muted_microphone_hears_nothing(
+    make_daemon: Callable[..., Daemon], mosquitto: Mosquitto
+) -> None:
+    daemon = make_daemon(f'broker = "{mosquitto.url}"')
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(daemon.site), str(ROOT)])}
+    async with listening(mosquitto, [f"{BASE}/#"]) as mqtt, mosquitto.client() as sender:
+        # The retained model comes after the daemon subscribed to its commands.
+        await mqtt.wait_for(lambda m: m.topic == f"{BASE}/model")
+        await sender.publish(f"{BASE}/command/mute", b'{"id": "m"}', 1)
+        reply = await mqtt.wait_for(lambda m: m.topic == f"{BASE}/reply")
+        assert reply.json() == {"id": "m", "command": "mute", "result": {"muted": True}}
+        listen = await asyncio.create_subprocess_exec(
+            TEKTRA,
+            "listen",
+            str(ROOT / "fixtures/audio/heating.wav"),
+            "--config",
+            str(daemon.config),
+            "--timeout",
+            "8",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        out, err = await asyncio.wait_for(listen.communicate(), 60)
+        assert (listen.returncode, out, err) == (1, b"", b"error [timeout]: no answer within 8 s\n")
+        assert mqtt.on(f"{BASE}/transcript") == [] and mqtt.on(f"{BASE}/response") == []
+        assert mqtt.payloads(f"{BASE}/microphone")[-1] == "OFF"
+    assert daemon.stop() == 0
+
+
+async def test_a_lost_microphone_is_an_error_state_and_the_daemon_keeps_answering(
+    make_daemon: Callable[..., Daemon], mosquitto: Mosquitto
+) -> None:
+    daemon = make_daemon(f'broker = "{mosquitto.url}"', audio="no-such-microphone", start=False)
+    async with listening(mosquitto, [f"{BASE}/#"]) as mqtt:
+        daemon.start()
+        await mqtt.wait_until(lambda: "error" in mqtt.payloads(f"{BASE}/state"))
+        client = await SocketClient.connect(daemon.socket)
+        status = (await client.call({"id": 1, "cmd": "status"}))["result"]
+        assert status["state"] == "error"
+        assert status["problems"]["microphone"].startswith("microphone lost: ")
+        answer = await client.call({"id": 2, "cmd": "ask", "text": "still here"})
+        assert answer["result"]["text"] == "You said: still here"
+        # After the answer it rests in `error` again: the microphone is still missing.
+        await mqtt.wait_for(lambda m: m.topic == f"{BASE}/response")
+        await mqtt.wait_until(lambda: mqtt.payloads(f"{BASE}/state")[-1:] == ["error"])
+        assert mqtt.payloads(f"{BASE}/state")[-3:] == ["thinking", "responding", "error"]
+        await client.close()
+    assert daemon.stop() == 0
+
+
+@pytest.fixture
+def pulse(tmp_path: Path) -> Iterator[Pulse]:
+    """A PulseAudio server of our own with a null sink: its monitor is the daemon's microphone."""
+    runtime, home = tmp_path / "pulse-runtime", tmp_path / "pulse-home"
+    runtime.mkdir(mode=0o700)
+    home.mkdir()
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "HOME": str(home)}
+    env.pop("PULSE_SERVER", None)
+    server = Pulse(env, runtime)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_speech_played_into_the_virtual_microphone_gives_transcript_and_answer_on_mqtt(
+    make_daemon: Callable[..., Daemon], mosquitto: Mosquitto, pulse: Pulse, tmp_path: Path
+) -> None:
+    daemon = make_daemon(f'broker = "{mosquitto.url}"', audio="auto", start=False)
+    daemon.env.update(XDG_RUNTIME_DIR=pulse.env["XDG_RUNTIME_DIR"], HOME=pulse.env["HOME"])
+    async with listening(mosquitto, [f"{BASE}/#"]) as mqtt:
+        daemon.start()
+        watcher = await SocketClient.connect(daemon.socket)
+        await watcher.send({"id": "w", "cmd": "subscribe"})
+        while True:  # until the microphone is open
+            event = await watcher.receive(30)
+            data = event.get("data", {})
+            if data.get("name") == "DeviceState" and data["data"]["state"] == "open":
+                break
+        speech = write_stream(
+            tmp_path / "padded.wav", silence(0.3), clip("kitchen_lights"), silence(1.0)
+        )
+        player = pulse.play(speech)
+        await asyncio.to_thread(player.wait, 30)
+        transcript = await mqtt.wait_for(lambda m: m.topic == f"{BASE}/transcript", 60)
+        assert words(transcript.json()["text"]) == words(expected("kitchen_lights"))
+        response = await mqtt.wait_for(lambda m: m.topic == f"{BASE}/response", 60)
+        assert response.json()["id"] == transcript.json()["id"]
+        assert response.json()["text"] == f"You said: {transcript.json()['text']}"
+        await watcher.close()
+    assert daemon.stop() == 0
