@@ -12,7 +12,7 @@ UV         := $(VENV)/bin/uv
 STAMP      := $(VENV)/.tektra-installed
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: setup run test lint typecheck pytest clean
+.PHONY: setup run test lint typecheck pytest bench clean
 
 setup: $(STAMP)
 
@@ -47,6 +47,11 @@ pytest: setup
 	$(VENV)/bin/pytest
 
 test: lint typecheck pytest
+
+# The latency budget and its comparisons, written to BENCHMARKS.md (~20 minutes; the idle
+# measurement alone listens to 10 minutes of silence). Needs the packages .ci/run installs.
+bench: setup
+	$(VENV)/bin/python -m benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

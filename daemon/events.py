@@ -47,6 +47,14 @@ class TranscriptReady(Event):
 
 
 @dataclass(frozen=True)
+class PartialTranscript(Event):
+    """What speech-to-text has heard so far of an utterance still being spoken."""
+
+    kind: ClassVar[str] = "transcript_partial"
+    text: str
+
+
+@dataclass(frozen=True)
 class ResponseChunk(Event):
     """A piece of an answer as the model streams it."""
 

@@ -31,6 +31,7 @@ from daemon.events import (
     EventBus,
     MicrophoneChanged,
     ModelChanged,
+    PartialTranscript,
     ResponseChunk,
     ResponseDone,
     StateChanged,
@@ -143,6 +144,8 @@ class MqttLink:
             return [Outgoing(f"{self.base}/state", event.state.encode(), qos, True, keep=False)]
         if isinstance(event, ResponseChunk):
             return [self._json("response/chunk", event, keep=False)]
+        if isinstance(event, PartialTranscript):
+            return [self._json("transcript/partial", event, keep=False)]
         if isinstance(event, ResponseDone | TranscriptReady | ErrorRaised):
             topic = {"response": "response", "transcript": "transcript", "error": "error"}
             return [self._json(topic[event.kind], event)]

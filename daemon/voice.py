@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from daemon.assistant import Assistant
 from daemon.config.schema import TektraConfig
 from daemon.errors import TektraError
-from daemon.events import ErrorRaised, PipelineNotice
+from daemon.events import ErrorRaised, PartialTranscript, PipelineNotice
 from daemon.manager.manager import Query
 from pipelines.events import DeviceState, PipelineError, PipelineState, Transcript
 
@@ -65,7 +65,9 @@ class VoiceBridge:
                     self.assistant.set_state(event.state)
             return
         if isinstance(event, Transcript):
-            return  # published with its query id when the query reaches the assistant
+            if not event.is_final:  # the final one is published with its query's id
+                self.assistant.bus.publish(PartialTranscript(event.text))
+            return
         if isinstance(event, PipelineError):
             self.assistant.bus.publish(ErrorRaised(None, event.code, event.message))
         if isinstance(event, DeviceState) and event.state in ("lost", "open"):

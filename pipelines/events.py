@@ -37,7 +37,7 @@ class SpeechEnded:
 
     duration_s: float
     """Length of the utterance audio, pre-roll and trailing silence included."""
-    reason: Literal["silence", "max_length", "end_of_stream", "muted"] = "silence"
+    reason: Literal["silence", "early", "max_length", "end_of_stream", "muted"] = "silence"
     """Why it closed: enough silence, the `max_utterance_s` cap, the source ended, or muting
     (a muted utterance is discarded, not transcribed)."""
 
@@ -55,9 +55,10 @@ class Transcript:
     end_s: float
     """Stream time where the utterance ends."""
     stt_ms: float
-    """Wall-clock time speech-to-text took, in milliseconds."""
+    """Speech-to-text time in milliseconds: for a final transcript, from the end of the
+    utterance (near 0 when a partial had already heard it all); for a partial, its own run."""
     is_final: bool = True
-    """Always True for now: partial transcripts are not produced."""
+    """False for a partial transcript of an utterance still being spoken."""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 Samples = npt.NDArray[np.float32]
-EndReason = Literal["silence", "max_length", "end_of_stream"]
+EndReason = Literal["silence", "early", "max_length", "end_of_stream"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class UtteranceEnded:
     start_s: float
     end_s: float
     reason: EndReason
+    voiced: int = -1
+    """Samples from the utterance's first to its last voiced one (-1: all of it)."""
 
 
 SegmentEvent = UtteranceStarted | UtteranceEnded
@@ -66,6 +68,23 @@ class SpeechSegmenter:
     def buffered_s(self) -> float:
         """Seconds of audio held: the open utterance, or pre-roll and a candidate start."""
         return self._seconds(self._buffered)
+
+    @property
+    def buffered_samples(self) -> int:
+        return self._buffered
+
+    @property
+    def silence_samples(self) -> int:
+        """Samples of silence since the last voiced frame of the open utterance."""
+        return self._silence_run if self._in_speech else 0
+
+    def snapshot(self) -> Samples:
+        """The open utterance so far (a copy), for a partial transcription."""
+        return np.concatenate(list(self._frames)).astype(np.float32, copy=False)
+
+    def end_early(self) -> UtteranceEnded:
+        """Close the open utterance now: the speculative transcript says it is complete."""
+        return self._close("early")
 
     @property
     def neg_threshold(self) -> float:
@@ -109,9 +128,10 @@ class SpeechSegmenter:
 
     def _close(self, reason: EndReason) -> UtteranceEnded:
         audio = np.concatenate(list(self._frames)).astype(np.float32, copy=False)
-        end = self._position
+        end, voiced = self._position, self._buffered - self._silence_run
         self.reset()
-        return UtteranceEnded(audio, self._seconds(end - len(audio)), self._seconds(end), reason)
+        start, stop = self._seconds(end - len(audio)), self._seconds(end)
+        return UtteranceEnded(audio, start, stop, reason, voiced)
 
     def _trim_to(self, keep: int) -> None:
         """Drop whole frames from the front while the rest still holds `keep` samples."""

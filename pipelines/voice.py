@@ -47,7 +47,8 @@ from pipelines.events import (
 from pipelines.fusion import wants_images
 from pipelines.microphone import Microphone
 from pipelines.segmenter import SegmentEvent, SpeechSegmenter, UtteranceEnded, UtteranceStarted
-from pipelines.stt import Transcriber, load_transcriber
+from pipelines.speculative import Speculation
+from pipelines.stt import Recognition, Transcriber, load_transcriber
 from pipelines.vad import VadStream, shared_vad
 from pipelines.wake import WakeGate
 
@@ -82,6 +83,11 @@ class _Lane:
     segmenter: SpeechSegmenter
     last_audio: float = 0.0
     """Clock time audio last reached this lane: a lane gone quiet closes its utterance."""
+    speculation: Speculation | None = None
+    """Partial transcripts of the utterance being spoken (speculative transcription)."""
+    partial: asyncio.Task[None] | None = None
+    """The partial transcription in flight, if one is."""
+    start_s: float = 0.0
 
     def feed(self, chunk: Samples) -> list[SegmentEvent]:
         """Blocking (Silero inference): called in a worker thread, one call at a time."""
@@ -113,7 +119,7 @@ class VoicePipeline:
         self._queue: DropOldestQueue[tuple[str, Samples | None]] = DropOldestQueue(
             QUEUE_SAMPLES, lambda item: 0 if item[1] is None else len(item[1])
         )
-        self._utterances: DropOldestQueue[UtteranceEnded] = DropOldestQueue(4)
+        self._utterances: DropOldestQueue[_Closed] = DropOldestQueue(4)
         self._lanes: dict[str, _Lane] = {}
         self._transcriber: Transcriber | None = None
         self._pushed_rest = b""  # an odd trailing byte of pushed PCM, waiting for its pair
@@ -246,13 +252,13 @@ class VoicePipeline:
                 self._emit(FramesDropped(dropped, self._queue.dropped))
             for idle in self._lanes.values():
                 if idle.segmenter.in_utterance and self._clock() - idle.last_audio > gap_s:
-                    await self._segmented(idle.segmenter.flush())
+                    await self._segmented(idle, idle.segmenter.flush())
             if item is None:
                 continue
             name, chunk = item
             lane = self._lanes[name]
             if chunk is None:
-                await self._segmented(lane.segmenter.flush())
+                await self._segmented(lane, lane.segmenter.flush())
                 lane.vad.reset()
             elif self._muted:
                 if lane.segmenter.in_utterance:
@@ -265,7 +271,8 @@ class VoicePipeline:
                 self._working += 1
                 try:
                     for event in await asyncio.to_thread(lane.feed, chunk):
-                        await self._segmented(event)
+                        await self._segmented(lane, event)
+                    await self._speculate(lane)
                     lane.last_audio = self._clock()  # the wait for STT above is no gap in audio
                 finally:
                     self._working -= 1
@@ -281,36 +288,78 @@ class VoicePipeline:
             self._queue.get_nowait()
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
-    async def _segmented(self, event: SegmentEvent | None) -> None:
+    async def _segmented(self, lane: _Lane, event: SegmentEvent | None) -> None:
         if isinstance(event, UtteranceStarted):
             self._emit(SpeechStarted(event.start_s))
+            lane.start_s = event.start_s
+            if self._stt.speculative:
+                lane.speculation = Speculation(
+                    interval=round(self._stt.partial_interval_ms * RATE / 1000),
+                    early_silence=round(self._audio.vad.early_silence_ms * RATE / 1000),
+                )
         elif isinstance(event, UtteranceEnded):
             self._emit(SpeechEnded(event.end_s - event.start_s, event.reason))
+            closed = _Closed(event, lane.speculation, lane.partial)
+            lane.speculation = lane.partial = None
             # Waiting here when STT is behind backs up into the audio queue, the one place where
             # audio is dropped (and counted); an utterance already cut is never thrown away.
-            await self._utterances.put_wait(event)
+            await self._utterances.put_wait(closed)
         self._update_state()
+
+    async def _speculate(self, lane: _Lane) -> None:
+        """Start a partial transcription when one is due; end the utterance when the newest
+        partial shows the request is complete (see pipelines.speculative)."""
+        spec, segmenter = lane.speculation, lane.segmenter
+        if spec is None or not segmenter.in_utterance or self._transcriber is None:
+            return
+        buffered, silence = segmenter.buffered_samples, segmenter.silence_samples
+        voiced = buffered - silence
+        if spec.complete(silence, voiced):
+            await self._segmented(lane, segmenter.end_early())
+        elif spec.due(buffered, voiced, silence):
+            audio = segmenter.snapshot()
+            spec.start(len(audio))
+            lane.partial = asyncio.create_task(
+                self._partial(spec, audio, lane.start_s), name="tektra-voice-partial"
+            )
+
+    async def _partial(self, spec: Speculation, audio: Samples, start_s: float) -> None:
+        assert self._transcriber is not None
+        started = time.perf_counter()
+        try:
+            heard = await asyncio.to_thread(self._transcriber.transcribe, audio)
+        except (RuntimeError, ValueError, OSError) as exc:
+            log.warning("partial transcription failed: %s", exc)
+            spec.finish("")
+            return
+        if spec.finish(heard.text) is not None:
+            stt_ms = (time.perf_counter() - started) * 1000
+            end_s = start_s + len(audio) / RATE
+            self._emit(Transcript(heard.text, heard.language, start_s, end_s, stt_ms, False))
 
     async def _transcribe_forever(self) -> None:
         while True:
-            utterance = await self._utterances.get()
-            if utterance is None:
+            closed = await self._utterances.get()
+            if closed is None:
                 continue
             self._busy = True
             self._update_state()
             try:
-                query = await self._recognise(utterance)
+                query = await self._recognise(closed)
             finally:
                 self._busy = False
                 self._update_state()
             if query is not None:
                 await self._ask(query)
 
-    async def _recognise(self, utterance: UtteranceEnded) -> VoiceQuery | None:
+    async def _recognise(self, closed: _Closed) -> VoiceQuery | None:
         assert self._transcriber is not None
+        utterance = closed.utterance
         started = time.perf_counter()
         try:
-            heard = await asyncio.to_thread(self._transcriber.transcribe, utterance.audio)
+            heard = await self._speculated(closed)
+            if heard is None:
+                heard = await asyncio.to_thread(self._transcriber.transcribe, utterance.audio)
         except (RuntimeError, ValueError, OSError) as exc:
             log.exception("speech-to-text failed")
             self._emit(PipelineError("stt_failed", f"speech-to-text failed: {exc}"))
@@ -330,6 +379,17 @@ class VoicePipeline:
         wav = await asyncio.to_thread(float_to_wav, utterance.audio)
         images = await self._images_for(decision.query)
         return VoiceQuery(decision.query, wav, images, transcript)
+
+    async def _speculated(self, closed: _Closed) -> Recognition | None:
+        """The final transcript a partial already produced, so none has to run now."""
+        spec, utterance = closed.speculation, closed.utterance
+        if spec is None:
+            return None
+        voiced = utterance.voiced if utterance.voiced >= 0 else len(utterance.audio)
+        if closed.partial is not None and (spec.started_at or 0) >= voiced:
+            await closed.partial  # in flight and it heard every voiced sample: worth the wait
+        text = spec.final_text(voiced)
+        return None if text is None else Recognition(text, self._stt.language or "en")
 
     async def _images_for(self, text: str) -> tuple[bytes, ...]:
         settings = self._camera_settings
@@ -368,6 +428,15 @@ class VoicePipeline:
 
     def _emit_event(self, event: PipelineEvent) -> None:
         self._emit(event)
+
+
+@dataclass(frozen=True)
+class _Closed:
+    """An utterance waiting for speech-to-text, with what speculation already heard of it."""
+
+    utterance: UtteranceEnded
+    speculation: Speculation | None
+    partial: asyncio.Task[None] | None
 
 
 async def _run_together(coroutines: dict[str, Coroutine[Any, Any, None]]) -> None:

@@ -59,6 +59,9 @@ class VadSettings(Section):
     min_silence_ms: int = Field(700, ge=0, le=10_000)
     pre_roll_ms: int = Field(500, ge=0, le=5_000)
     max_utterance_s: float = Field(15.0, gt=0.0, le=120.0)
+    early_silence_ms: int = Field(300, ge=0, le=10_000)
+    """Silence after which an utterance whose partial transcript reads as a complete request
+    ends without waiting out `min_silence_ms` (0: always wait); needs `[stt] speculative`."""
 
 
 class WakeSettings(Section):
@@ -84,6 +87,10 @@ class SttSettings(Section):
     language: str | None = "en"
     beam_size: int = Field(1, ge=1, le=10)
     threads: int = Field(2, ge=1, le=256)
+    speculative: bool = True
+    """Transcribe while the user is still speaking, so little is left to do when they stop."""
+    partial_interval_ms: int = Field(600, ge=100, le=10_000)
+    """Audio between two partial transcriptions of an utterance being spoken."""
     no_speech_threshold: float = Field(0.6, ge=0.0, le=1.0)
     """Segments Whisper thinks are this likely to be non-speech are dropped."""
     log_prob_threshold: float = Field(-1.0, le=0.0)

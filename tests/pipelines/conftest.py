@@ -87,7 +87,8 @@ class Run:
 
     @property
     def transcripts(self) -> list[str]:
-        return [words(e.text) for e in self.of(Transcript)]
+        """Final transcripts (partials of speculative transcription left out)."""
+        return [words(e.text) for e in self.of(Transcript) if e.is_final]
 
     def device_states(self, kind: str) -> list[str]:
         return [e.state for e in self.of(DeviceState) if e.kind == kind]

@@ -47,10 +47,11 @@ async def test_every_speech_fixture_gives_its_transcript_one_utterance_each(tmp_
     run = await run_pipeline(cfg, until_file_done)
 
     assert len(run.of(SpeechStarted)) == len(SPEECH)
-    assert [e.reason for e in run.of(SpeechEnded)] == ["silence"] * len(SPEECH)
+    # Silence closes each one; speculation may close it a little earlier ("early").
+    assert {e.reason for e in run.of(SpeechEnded)} <= {"silence", "early"}
     assert run.transcripts == [words(expected(name)) for name in SPEECH]
     assert [words(q.text) for q in run.queries] == run.transcripts  # no wake phrases: all asked
-    first = run.of(Transcript)[0]
+    first = next(t for t in run.of(Transcript) if t.is_final)
     assert first.language == "en" and 0.0 < first.start_s < 0.5 < first.end_s
     assert run.queries[0].audio_wav[:4] == b"RIFF" and run.queries[0].images == ()
 

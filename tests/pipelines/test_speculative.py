@@ -1,0 +1,44 @@
+"""Speculative transcription in the running pipeline: partial transcripts while the user speaks,
+and an utterance that is evidently complete ends before the full silence hangover."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipelines.events import SpeechEnded, Transcript
+from tests.pipelines.conftest import (
+    clip,
+    config,
+    expected,
+    run_pipeline,
+    silence,
+    until_file_done,
+    words,
+    write_stream,
+)
+
+# A long hangover, so an utterance can only end before it through speculation.
+SLOW_VAD = {"min_silence_ms": 3000, "early_silence_ms": 300}
+
+
+async def test_a_complete_request_ends_early_with_the_partial_as_its_transcript(
+    tmp_path: Path,
+) -> None:
+    stream = write_stream(tmp_path / "s.wav", silence(0.5), clip("kitchen_lights"), silence(4.0))
+    cfg = config(audio={"source": f"file:{stream}", "vad": SLOW_VAD})
+    run = await run_pipeline(cfg, until_file_done)
+    partials = [e for e in run.of(Transcript) if not e.is_final]
+    finals = [e for e in run.of(Transcript) if e.is_final]
+    assert partials, "no partial transcript while the request was spoken"
+    assert [e.reason for e in run.of(SpeechEnded)] == ["early"]
+    assert [words(e.text) for e in finals] == [words(expected("kitchen_lights"))]
+    assert [words(q.text) for q in run.queries] == [words(expected("kitchen_lights"))]
+
+
+async def test_without_speculation_the_utterance_waits_out_the_hangover(tmp_path: Path) -> None:
+    stream = write_stream(tmp_path / "s.wav", silence(0.5), clip("kitchen_lights"), silence(4.0))
+    cfg = config(audio={"source": f"file:{stream}", "vad": SLOW_VAD}, stt={"speculative": False})
+    run = await run_pipeline(cfg, until_file_done)
+    assert [e.is_final for e in run.of(Transcript)] == [True]
+    assert [e.reason for e in run.of(SpeechEnded)] == ["silence"]
+    assert [words(q.text) for q in run.queries] == [words(expected("kitchen_lights"))]
