@@ -6,7 +6,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from benchmarks import latency, service, stt, ttft, vad
+from benchmarks import latency, overhead, service, stt, ttft, vad
 from benchmarks.common import ROOT, Section
 from benchmarks.report import markdown, stage_plot
 
@@ -22,29 +22,18 @@ def main() -> None:
     sections: list[Section] = []
     end_to_end, stages = latency.run(rounds=max(1, args.rounds // 2))
     sections.append(end_to_end)
+    sections.append(overhead.run(rounds=max(1, args.rounds // 2)))
     with tempfile.TemporaryDirectory() as data:
         sections.append(stt.run(Path(data), rounds=args.rounds))
     sections.append(ttft.run(ROOT / "models.toml", rounds=args.rounds))
     sections.append(vad.run(rounds=args.rounds))
     sections.append(service.idle(args.idle_s))
     sections.append(service.concurrency(args.clients))
-    sections.append(not_measured())
 
     plot = args.out.with_name("benchmarks-stages.png")
     stage_plot({"with speculative STT": stages["speculative"], "without": stages["plain"]}, plot)
     args.out.write_text(markdown(sections, plot.name, "make bench"))
     print(f"wrote {args.out} and {plot}")
-
-
-def not_measured() -> Section:
-    return Section(
-        "Not measured yet",
-        notes=[
-            "- Daemon overhead against the bare library calls (onnxruntime Silero +",
-            "  faster-whisper + llama-cpp on the same audio and prompt, as a ratio): not",
-            "  implemented yet; the stage timings above bound it from above.",
-        ],
-    )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from daemon.events import (
     EventBus,
     MicrophoneChanged,
     ModelChanged,
+    ModelProgress,
     ResponseChunk,
     ResponseDone,
     StateChanged,
@@ -54,7 +55,7 @@ class Assistant:
         self.config_path = config_path
         self.bus = bus
         self.registry = registry or BackendRegistry()
-        self.manager = UnifiedModelManager(config, registry=self.registry, config_path=config_path)
+        self.manager = self._new_manager(config)
         self.state = "idle"
         self.detail = ""
         self.problems: dict[str, str] = {}
@@ -67,6 +68,14 @@ class Assistant:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
+
+    def _new_manager(self, config: TektraConfig) -> UnifiedModelManager:
+        """A manager whose backends' progress reports (Ollama pulls) become bus events."""
+        manager = UnifiedModelManager(config, registry=self.registry, config_path=self.config_path)
+        manager.on_progress = lambda backend, model, status: self.bus.publish(
+            ModelProgress(backend, model, status)
+        )
+        return manager
 
     # --- state -------------------------------------------------------------------------------
 
@@ -193,9 +202,7 @@ class Assistant:
             raise ConfigError(issues)
         async with self._lock:
             old = self.manager
-            self.manager = UnifiedModelManager(
-                config, registry=self.registry, config_path=self.config_path
-            )
+            self.manager = self._new_manager(config)
             self.config = config
             await old.close()
         log.info("configuration reloaded from %s", self.config_path)

@@ -47,6 +47,16 @@ class TranscriptReady(Event):
 
 
 @dataclass(frozen=True)
+class ModelProgress(Event):
+    """Slow work a backend is doing for a model, such as Ollama pulling it (`auto_pull`)."""
+
+    kind: ClassVar[str] = "model_progress"
+    backend: str
+    model: str
+    status: str
+
+
+@dataclass(frozen=True)
 class PartialTranscript(Event):
     """What speech-to-text has heard so far of an utterance still being spoken."""
 

@@ -83,6 +83,9 @@ class Speculation:
     """Samples of new audio between two partial runs."""
     early_silence: int
     """Samples of silence after which a complete-looking partial ends the utterance (0: never)."""
+    pause: int = 1600
+    """Samples of silence that count as a pause (100 ms): shorter dips are the gaps between
+    words, and a partial started on each would keep Whisper busy just when the request ends."""
     partials: list[Partial] = field(default_factory=list)
     started_at: int | None = None
     """`covered` of the run in flight, if one is."""
@@ -93,7 +96,7 @@ class Speculation:
         if self.started_at is not None:
             return False
         newest = self.partials[-1].covered if self.partials else 0
-        if silence > 0 and newest < voiced_end:
+        if silence >= self.pause and newest < voiced_end:
             return True  # the speaker paused: what was said so far may be the whole request
         return buffered - newest >= self.interval
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -92,6 +92,10 @@ def openai_messages(request: GenerationRequest, with_audio: bool = False) -> lis
         parts.append({"type": "text", "text": request.messages[-1].content})
         out[-1] = {"role": "user", "content": parts}
     return out
+
+
+Progress = Callable[[str, str], None]
+"""`(model_id, status)`: something slow a backend is doing for a model (a download, say)."""
 
 
 @runtime_checkable

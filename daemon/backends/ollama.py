@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
-from daemon.backends.base import GenerationRequest, GenerationStats, ModelSpec
+from daemon.backends.base import GenerationRequest, GenerationStats, ModelSpec, Progress
 from daemon.config.schema import OllamaSettings
 from daemon.errors import BackendError, BackendLoadError
 
@@ -42,6 +42,8 @@ class OllamaBackend:
         self._health: tuple[float, bool] = (0.0, False)
         self.warnings: list[str] = []
         """Mismatches between models.toml and what the server reports, newest last."""
+        self.on_progress: Progress | None = None
+        """Told how a pull is going; the manager passes it on as events."""
 
     def _api(self) -> AsyncClient:
         if self._client is None:
@@ -60,7 +62,7 @@ class OllamaBackend:
             except ollama.ResponseError as exc:
                 if exc.status_code != 404 or not self._settings.auto_pull:
                     raise
-                await self._pull(tag)
+                await self._pull(spec.id, tag)
                 shown = await self._api().show(tag)
             self._check_capabilities(spec, tag, shown.capabilities or [])
             # An empty generate loads the model into the server's memory for keep_alive.
@@ -69,7 +71,7 @@ class OllamaBackend:
             raise BackendLoadError(self.name, self._reason(exc, tag)) from exc
         self._tags[spec.id] = tag
 
-    async def _pull(self, tag: str) -> None:
+    async def _pull(self, model_id: str, tag: str) -> None:
         log.info("pulling %s from the Ollama library (auto_pull is on)", tag)
         last = ""
         async for progress in await self._api().pull(tag, stream=True):
@@ -78,6 +80,8 @@ class OllamaBackend:
                 status += f" {100 * progress.completed // progress.total}%"
             if status != last:
                 log.info("pull %s: %s", tag, status)
+                if self.on_progress is not None:
+                    self.on_progress(model_id, f"pull {tag}: {status}")
                 last = status
 
     def _check_capabilities(self, spec: ModelSpec, tag: str, reported: list[str]) -> None:

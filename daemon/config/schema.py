@@ -89,7 +89,7 @@ class SttSettings(Section):
     threads: int = Field(2, ge=1, le=256)
     speculative: bool = True
     """Transcribe while the user is still speaking, so little is left to do when they stop."""
-    partial_interval_ms: int = Field(600, ge=100, le=10_000)
+    partial_interval_ms: int = Field(1000, ge=100, le=10_000)
     """Audio between two partial transcriptions of an utterance being spoken."""
     no_speech_threshold: float = Field(0.6, ge=0.0, le=1.0)
     """Segments Whisper thinks are this likely to be non-speech are dropped."""

@@ -63,6 +63,8 @@ class UnifiedModelManager:
         self._load_lock = asyncio.Lock()  # one load/evict decision at a time
         self.system_prompt = config.daemon.system_prompt
         self.forced_backend: str | None = None
+        self.on_progress: Callable[[str, str, str], None] | None = None
+        """`(backend, model_id, status)` for slow work a backend reports (Ollama pulls)."""
 
     # --- the seed's operations -------------------------------------------------------------
 
@@ -180,9 +182,12 @@ class UnifiedModelManager:
         """The backend instance, created on first use with its `[backends.<name>]` settings."""
         if name not in self._backends:
             try:
-                self._backends[name] = self.registry.create(name, self.config.backends)
+                backend = self.registry.create(name, self.config.backends)
             except Exception as exc:  # a broken plugin must not take the daemon down with it
                 raise BackendError(name, f"cannot start: {type(exc).__name__}: {exc}") from exc
+            if hasattr(backend, "on_progress"):
+                backend.on_progress = lambda model, status: self._progress(name, model, status)
+            self._backends[name] = backend
         return self._backends[name]
 
     # --- internals -------------------------------------------------------------------------
@@ -192,6 +197,10 @@ class UnifiedModelManager:
         async for _ in answer:
             pass
         return answer.text
+
+    def _progress(self, backend: str, model_id: str, status: str) -> None:
+        if self.on_progress is not None:
+            self.on_progress(backend, model_id, status)
 
     def _order(self, model: ModelEntry, needs: frozenset[str]) -> tuple[list[str], list[str]]:
         """Backends to try for the model, and why the others of its preferences were left out."""

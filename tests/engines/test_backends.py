@@ -251,9 +251,15 @@ async def test_ollama_pulls_a_missing_model_when_auto_pull_is_set(
         + model
     )
     manager = UnifiedModelManager(config)
+    progress: list[tuple[str, str, str]] = []
+    manager.on_progress = lambda *report: progress.append(report)
     assert await manager.load_model("m") == "ollama"
     await manager.close()
     assert [r["model"] for r in ollama.requests("/api/pull")] == ["smollm2:pulled"]
+    # The pull's progress reaches the manager's listener (the daemon makes events of it).
+    assert progress[0] == ("ollama", "m", "pull smollm2:pulled: pulling manifest")
+    assert ("ollama", "m", "pull smollm2:pulled: pulling 1234abcd 50%") in progress
+    assert progress[-1] == ("ollama", "m", "pull smollm2:pulled: success")
 
 
 async def test_ollama_warns_when_models_toml_and_the_server_disagree_on_images(

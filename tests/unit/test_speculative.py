@@ -27,8 +27,10 @@ def test_a_pause_starts_a_partial_at_once() -> None:
     spec = speculation()
     spec.start(int(0.6 * S))
     spec.finish("turn on")
-    # 0.1 s after the last partial, but the speaker has stopped: transcribe what was said.
-    assert spec.due(buffered=int(0.7 * S), voiced_end=int(0.65 * S), silence=int(0.05 * S))
+    # 0.1 s after the last partial, but the speaker has paused: transcribe what was said.
+    assert spec.due(buffered=int(0.75 * S), voiced_end=int(0.65 * S), silence=int(0.1 * S))
+    # A shorter dip is the gap between two words: no run for it.
+    assert not spec.due(buffered=int(0.7 * S), voiced_end=int(0.65 * S), silence=int(0.05 * S))
 
 
 def test_the_newest_partial_is_the_final_transcript_when_it_heard_every_voiced_sample() -> None:

