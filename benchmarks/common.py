@@ -6,12 +6,17 @@ import json
 import os
 import platform
 import statistics
+import tempfile
 import wave
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+
+from tests.pipelines.conftest import Pulse
 
 ROOT = Path(__file__).parents[1]
 AUDIO = ROOT / "fixtures" / "audio"
@@ -74,3 +79,21 @@ def read_wav(path: Path) -> npt.NDArray[np.float32]:
         assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2), path
         pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16)
     return (pcm.astype(np.float32) / 32768.0).astype(np.float32)
+
+
+@contextmanager
+def virtual_microphone() -> Iterator[tuple[Pulse, Path]]:
+    """A PulseAudio server of our own whose null-sink monitor is the default input, and a work
+    directory; both go away afterwards (the server is stopped by its pid)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        runtime, home = root / "runtime", root / "home"
+        runtime.mkdir(mode=0o700)
+        home.mkdir()
+        env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "HOME": str(home)}
+        pulse = Pulse(env, runtime)
+        pulse.start()
+        try:
+            yield pulse, root
+        finally:
+            pulse.stop()

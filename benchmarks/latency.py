@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,7 +20,16 @@ from pathlib import Path
 import aiomqtt
 import numpy as np
 
-from benchmarks.common import AUDIO, Figure, Section, median, p95, read_wav, speech_clips
+from benchmarks.common import (
+    AUDIO,
+    Figure,
+    Section,
+    median,
+    p95,
+    read_wav,
+    speech_clips,
+    virtual_microphone,
+)
 from tests.daemon.conftest import Daemon, Mosquitto, free_port
 from tests.pipelines.conftest import Pulse, silence, write_stream
 
@@ -125,22 +133,12 @@ def summary(samples: list[Sample]) -> dict[str, float]:
 
 
 def run(rounds: int = 1, limit: int | None = None) -> tuple[Section, dict[str, dict[str, float]]]:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        runtime, home = root / "runtime", root / "home"
-        runtime.mkdir(mode=0o700)
-        home.mkdir()
-        env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "HOME": str(home)}
-        pulse = Pulse(env, runtime)
-        pulse.start()
-        try:
-            results = {}
-            for speculative in (True, False):
-                work = root / ("spec" if speculative else "plain")
-                work.mkdir()
-                results[speculative] = asyncio.run(measure(speculative, rounds, work, pulse, limit))
-        finally:
-            pulse.stop()
+    results = {}
+    with virtual_microphone() as (pulse, root):
+        for speculative in (True, False):
+            work = root / ("spec" if speculative else "plain")
+            work.mkdir()
+            results[speculative] = asyncio.run(measure(speculative, rounds, work, pulse, limit))
     section = Section("End of speech → first answer chunk on MQTT (the daemon, real time)")
     for speculative, label in ((True, "with speculative transcription"), (False, "without")):
         totals = [s.total_ms for s in results[speculative]]

@@ -20,12 +20,9 @@ def markdown(sections: list[Section], plot: str | None, command: str) -> str:
         "",
     ]
     for section in sections:
-        lines += [
-            f"## {section.title}",
-            "",
-            "| figure | value | target | met | how |",
-            "|---|---|---|---|---|",
-        ]
+        lines += [f"## {section.title}", ""]
+        if section.figures:
+            lines += ["| figure | value | target | met | how |", "|---|---|---|---|---|"]
         for f in section.figures:
             met = "" if f.met is None else ("yes" if f.met else "**no**")
             lines.append(f"| {f.name} | {f.value} | {f.target} | {met} | {f.how} |")

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import psutil
 
-from benchmarks.common import Figure, Section, median, p95
+from benchmarks.common import Figure, Section, median, p95, virtual_microphone
 from tests.daemon.conftest import Daemon
-from tests.pipelines.conftest import Pulse
 
 MODEL = (
     '[[models]]\nid = "smollm2"\n'
@@ -38,16 +36,9 @@ def _config(work: Path, socket: Path, audio: str) -> Path:
 
 
 def idle(duration_s: float) -> Section:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        runtime, home = root / "runtime", root / "home"
-        runtime.mkdir(mode=0o700)
-        home.mkdir()
-        env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "HOME": str(home)}
-        pulse = Pulse(env, runtime)
-        pulse.start()
+    with virtual_microphone() as (pulse, root):
         socket = Path(tempfile.mkdtemp(prefix="tki", dir="/tmp")) / "t.sock"
-        daemon = Daemon(_config(root, socket, "auto"), socket, root, env=env)
+        daemon = Daemon(_config(root, socket, "auto"), socket, root, env=pulse.env)
         try:
             daemon.start()
             assert daemon.process is not None
@@ -60,7 +51,6 @@ def idle(duration_s: float) -> Section:
             rss_end = process.memory_info().rss
         finally:
             daemon.stop()
-            pulse.stop()
     drift = (rss_end - rss_start) / rss_start * 100
     return Section(
         "Idle cost while listening",
