@@ -32,6 +32,19 @@ TEKTRA = str(Path(sys.executable).with_name("tektra"))
 PASSWORD = "s3cret-for-tests"
 
 
+# What every listener sees while the test backend answers "hello": the state around the answer,
+# its chunks, the whole answer. The socket's `subscribe` and `tektra events` both show this.
+HELLO_EVENTS = [
+    ("state", "thinking"),
+    ("state", "responding"),
+    ("response_chunk", "You"),
+    ("response_chunk", " said:"),
+    ("response_chunk", " hello"),
+    ("response", "You said: hello"),
+    ("state", "idle"),
+]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

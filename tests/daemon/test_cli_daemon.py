@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.daemon.conftest import ROOT, TEKTRA, Daemon, SocketClient
+from tests.daemon.conftest import HELLO_EVENTS, ROOT, TEKTRA, Daemon, SocketClient
 
 
 def tektra(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
@@ -97,15 +97,7 @@ async def test_events_prints_every_event_as_a_json_line(make_daemon: Callable[..
         event = await line()
         if event["event"] != "microphone":  # mutes still on their way
             seen.append(event)
-    assert [(e["event"], e.get("state") or e.get("text")) for e in seen] == [
-        ("state", "thinking"),
-        ("state", "responding"),
-        ("response_chunk", "You"),
-        ("response_chunk", " said:"),
-        ("response_chunk", " hello"),
-        ("response", "You said: hello"),
-        ("state", "idle"),
-    ]
+    assert [(e["event"], e.get("state") or e.get("text")) for e in seen] == HELLO_EVENTS
     assert seen[2] == {"event": "response_chunk", "id": "2", "seq": 0, "text": "You"}
     events.terminate()
     await events.wait()
