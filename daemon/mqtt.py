@@ -215,14 +215,16 @@ class MqttLink:
                 log.info("connected to the MQTT broker %s", self.settings.broker)
 
     async def _session(self, client: aiomqtt.Client) -> None:
+        # Live messages queue from the moment the broker answers, so an answer that starts while
+        # discovery and the snapshot go out loses no chunk; they follow the snapshot in order, so
+        # the retained state still ends on the latest one.
+        self.outbox.connected = True
         await client.publish(f"{self.base}/status", b"online", qos=1, retain=True)
         await client.subscribe(f"{self.base}/command/+", qos=1)
         if self.settings.discovery:
             await client.subscribe(f"{self.settings.discovery_prefix}/status", qos=1)
             await self._publish_discovery(client)
         await self._publish_snapshot(client)
-        # Only now is the outbox drained: live chunks queue from here on, not before.
-        self.outbox.connected = True
         stop = asyncio.create_task(self._stopping.wait())
         drain = asyncio.create_task(self._drain(client))
         receive = asyncio.create_task(self._receive(client))

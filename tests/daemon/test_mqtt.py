@@ -7,6 +7,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 import aiomqtt
 
@@ -66,6 +67,12 @@ async def test_mqtt_commands_are_answered_with_their_id_and_bad_payloads_name_th
         status = await mqtt.wait_for(lambda m: m.topic == f"{BASE}/reply" and b'"s"' in m.payload)
         assert status.json()["result"]["mqtt"]["connected"] is True
     assert daemon.stop() == 0
+
+
+def seq(chunk: dict[str, Any]) -> int:
+    value = chunk["seq"]
+    assert isinstance(value, int)
+    return value
 
 
 def client_cert(broker: Mosquitto) -> str:
@@ -136,11 +143,14 @@ async def test_the_embedded_broker_serves_the_topics_with_nothing_installed(
         await client.close()
         answer = await recorder.wait_for(lambda m: m.topic == f"{BASE}/response")
         assert answer.json() == {**answer.json(), "id": "e1", "text": "You said: embedded"}
-        chunks = [m.json() for m in recorder.on(f"{BASE}/response/chunk")]
-        assert [(c["id"], c["text"]) for c in chunks] == [
-            ("e1", "You"),
-            ("e1", " said:"),
-            ("e1", " embedded"),
+        # amqtt hands each delivery to its own task, so messages on different topics (and
+        # chunks among themselves) may arrive out of order; readers order chunks by `seq`.
+        await recorder.wait_until(lambda: len(recorder.on(f"{BASE}/response/chunk")) >= 3)
+        chunks = sorted((m.json() for m in recorder.on(f"{BASE}/response/chunk")), key=seq)
+        assert [(c["id"], c["seq"], c["text"]) for c in chunks] == [
+            ("e1", 0, "You"),
+            ("e1", 1, " said:"),
+            ("e1", 2, " embedded"),
         ]
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
