@@ -55,8 +55,10 @@ class Microphone:
         source: str,
         deliver: Callable[[Samples], None],
         on_state: Callable[[DeviceState], None],
+        block_ms: int = 100,
     ) -> None:
         self.source = source
+        self.block_ms = block_ms
         self._device = parse_device(source)
         self._deliver = deliver
         self._on_state = on_state
@@ -128,14 +130,18 @@ class Microphone:
             except RuntimeError as exc:  # the loop is closed: the daemon is shutting down
                 raise sd.CallbackAbort from exc
 
+        block = max(1, rate * self.block_ms // 1000)
         stream = sd.InputStream(
             device=self._device,
             channels=1,
             samplerate=rate,
             dtype="float32",
-            # 0: blocks of whatever size the host delivers. A fixed small blocksize stalls
-            # behind ALSA's PulseAudio plugin (measured: one callback in 1.5 s at 512 or 1024).
-            blocksize=0,
+            # Whole blocks of `block_ms`: every callback costs a thread hop and a loop wake-up
+            # (with blocksize 0, ALSA's PulseAudio plugin calls ~115 times a second). The
+            # latency is asked for explicitly: left at PortAudio's low default, a fixed
+            # blocksize stalls behind that plugin (one callback in 1.5 s, measured).
+            blocksize=block,
+            latency=max(0.05, block / rate / 2),
             callback=callback,
         )
         stream.start()

@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 # PCM may come much faster than real time (a satellite sending a whole utterance at once).
 QUEUE_SAMPLES = 20 * RATE
 REPLAY_CHUNK_S = 0.1
+INLINE_VAD_SAMPLES = 4 * 512  # ~0.5 ms of Silero: cheaper on the loop than a worker-thread hop
 CAPTURE, PUSHED = "capture", "pushed"
 
 
@@ -90,7 +91,8 @@ class _Lane:
     start_s: float = 0.0
 
     def feed(self, chunk: Samples) -> list[SegmentEvent]:
-        """Blocking (Silero inference): called in a worker thread, one call at a time."""
+        """Blocking (Silero inference, ~0.1 ms a frame): one call at a time, on the loop for a
+        capture block, in a worker thread for a large chunk."""
         events: list[SegmentEvent] = []
         for frame, prob in self.vad.process(chunk):
             events += self.segmenter.process(frame, prob)
@@ -213,7 +215,9 @@ class VoicePipeline:
         if source.startswith("file:"):
             tasks["tektra-voice-replay"] = self._replay(Path(source[len("file:") :]))
         elif source != "none":
-            microphone = Microphone(source, self._deliver_capture, self._emit_event)
+            microphone = Microphone(
+                source, self._deliver_capture, self._emit_event, self._audio.block_ms
+            )
             tasks["tektra-voice-microphone"] = microphone.run()
         if self.camera is not None:
             tasks["tektra-camera"] = self.camera.run()
@@ -270,7 +274,14 @@ class VoicePipeline:
                 lane.last_audio = self._clock()
                 self._working += 1
                 try:
-                    for event in await asyncio.to_thread(lane.feed, chunk):
+                    # A capture block's few frames take a fraction of a millisecond: scored
+                    # right here, as a thread hop there and back would cost more than the work.
+                    # Larger chunks (pushed or replayed audio) go to a worker thread.
+                    if len(chunk) <= INLINE_VAD_SAMPLES:
+                        events = lane.feed(chunk)
+                    else:
+                        events = await asyncio.to_thread(lane.feed, chunk)
+                    for event in events:
                         await self._segmented(lane, event)
                     await self._speculate(lane)
                     lane.last_audio = self._clock()  # the wait for STT above is no gap in audio

@@ -76,6 +76,10 @@ class AudioSettings(Section):
     """`auto`, a device name or index, `file:PATH.wav`, or `none`."""
     file_pace: Literal["realtime", "fast"] = "realtime"
     """How a `file:` source is replayed: at the pace of speech, or as fast as it is consumed."""
+    block_ms: int = Field(100, ge=10, le=500)
+    """Microphone audio is taken in blocks of this length. Each block wakes the daemon once,
+    so longer blocks cost less CPU while listening; each delays the end of speech being
+    noticed by up to its own length."""
     vad: VadSettings = VadSettings()
     wake: WakeSettings = WakeSettings()
 
