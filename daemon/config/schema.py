@@ -68,7 +68,8 @@ class WakeSettings(Section):
     phrases: list[str] = []
     """With no phrases every utterance is a query."""
     follow_up_s: float = Field(8.0, ge=0.0, le=600.0)
-    """After an answer, how long an utterance needs no wake phrase."""
+    """After an answer, how long an utterance needs no wake phrase and continues the same
+    conversation; a spoken request after it starts a new one."""
 
 
 class AudioSettings(Section):

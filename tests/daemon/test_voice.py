@@ -157,3 +157,36 @@ async def test_speech_played_into_the_virtual_microphone_gives_transcript_and_an
         assert response.json()["text"] == f"You said: {transcript.json()['text']}"
         await watcher.close()
     assert daemon.stop() == 0
+
+
+async def _listen(daemon: Daemon, wav: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(daemon.site), str(ROOT)])}
+    listen = await asyncio.create_subprocess_exec(
+        TEKTRA, "listen", str(wav), "--config", str(daemon.config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(listen.communicate(), 120)
+    assert listen.returncode == 0, err.decode()
+
+
+@pytest.mark.parametrize(("follow_up_s", "continues"), [(60.0, True), (0.0, False)])
+async def test_a_request_inside_the_follow_up_window_continues_the_conversation(
+    make_daemon: Callable[..., Daemon], follow_up_s: float, continues: bool
+) -> None:
+    # The same words twice: inside the window the model sees the first exchange again (a longer
+    # prompt); after it, a fresh conversation (the same prompt as the first time).
+    daemon = make_daemon('broker = "none"', extra=f"[audio.wake]\nfollow_up_s = {follow_up_s}\n")
+    watcher = await SocketClient.connect(daemon.socket)
+    await watcher.send({"id": "w", "cmd": "subscribe"})
+    wav = ROOT / "fixtures/audio/heating.wav"
+    prompts = []
+    for _ in range(2):
+        await _listen(daemon, wav)
+        while (event := await watcher.receive(60)).get("event") != "response":
+            pass
+        prompts.append(event["data"]["prompt_tokens"])
+    await watcher.close()
+    assert (prompts[1] > prompts[0]) is continues, prompts
+    if not continues:
+        assert prompts[1] == prompts[0]
+    assert daemon.stop() == 0
