@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
 import statistics
 import tempfile
 import wave
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,3 +98,22 @@ def virtual_microphone() -> Iterator[tuple[Pulse, Path]]:
             yield pulse, root
         finally:
             pulse.stop()
+
+
+@asynccontextmanager
+async def daemon_connections(
+    socket: Path,
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamReader, asyncio.StreamWriter]]:
+    """Two connections to a running daemon: one subscribed to every event (its reader), one
+    for requests (its reader and writer)."""
+    events_r, events_w = await asyncio.open_unix_connection(str(socket))
+    events_w.write(b'{"id": "watch", "cmd": "subscribe"}\n')
+    await events_w.drain()
+    await events_r.readline()  # subscribed
+    push_r, push_w = await asyncio.open_unix_connection(str(socket))
+    try:
+        yield events_r, push_r, push_w
+    finally:
+        for writer in (events_w, push_w):
+            writer.close()
+            await writer.wait_closed()

@@ -21,9 +21,18 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import AUDIO, Figure, Section, median, read_wav, speech_clips
+from benchmarks.common import (
+    AUDIO,
+    Figure,
+    Section,
+    daemon_connections,
+    median,
+    read_wav,
+    speech_clips,
+)
 from daemon.config.schema import SttSettings
 from daemon.model_sources import package_dir
+from pipelines.audio import float_to_pcm
 from pipelines.stt import model_dir
 from pipelines.vad import shared_vad
 from tests.daemon.conftest import Daemon
@@ -82,28 +91,21 @@ class Bare:
 
 
 async def _daemon_once(socket: Path, audio: np.ndarray, n: int) -> float:
-    events_r, events_w = await asyncio.open_unix_connection(str(socket))
-    events_w.write(b'{"id": "watch", "cmd": "subscribe"}\n')
-    await events_w.drain()
-    await events_r.readline()  # subscribed
-    _push_r, push_w = await asyncio.open_unix_connection(str(socket))
-    pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes()
-    request = {"id": n, "cmd": "push_audio", "pcm": base64.b64encode(pcm).decode(), "end": True}
-    started = time.perf_counter()
-    push_w.write((json.dumps(request) + "\n").encode())
-    await push_w.drain()
-    while True:
-        line = json.loads(await events_r.readline())
-        if line.get("event") == "response_chunk":
-            elapsed = time.perf_counter() - started
-            break
-    while True:  # let the answer finish before the next clip
-        line = json.loads(await events_r.readline())
-        if line.get("event") in ("response", "error"):
-            break
-    for writer in (events_w, push_w):
-        writer.close()
-        await writer.wait_closed()
+    async with daemon_connections(socket) as (events, _, push):
+        pcm = base64.b64encode(float_to_pcm(audio)).decode()
+        request = {"id": n, "cmd": "push_audio", "pcm": pcm, "end": True}
+        started = time.perf_counter()
+        push.write((json.dumps(request) + "\n").encode())
+        await push.drain()
+        while True:
+            line = json.loads(await events.readline())
+            if line.get("event") == "response_chunk":
+                elapsed = time.perf_counter() - started
+                break
+        while True:  # let the answer finish before the next clip
+            line = json.loads(await events.readline())
+            if line.get("event") in ("response", "error"):
+                break
     return elapsed
 
 

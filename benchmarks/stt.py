@@ -28,8 +28,17 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import AUDIO, Figure, Section, median, read_wav, speech_clips
+from benchmarks.common import (
+    AUDIO,
+    Figure,
+    Section,
+    daemon_connections,
+    median,
+    read_wav,
+    speech_clips,
+)
 from daemon.config.schema import SttSettings
+from pipelines.audio import float_to_pcm
 from pipelines.stt import load_transcriber, model_dir
 from pipelines.wake import normalise
 from tests.daemon.conftest import Daemon
@@ -55,11 +64,6 @@ DAEMON_CONFIG = (
 )
 
 
-def _pcm(audio: np.ndarray) -> bytes:
-    pcm: bytes = (np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes()
-    return pcm
-
-
 async def _paced(pieces: int) -> AsyncIterator[int]:
     """0 … pieces-1, each yielded when its 64 ms chunk would have been spoken."""
     started = time.perf_counter()
@@ -75,7 +79,7 @@ async def wyoming_transcript(
     from wyoming.audio import AudioChunk, AudioStart, AudioStop
     from wyoming.client import AsyncTcpClient
 
-    pcm = _pcm(audio)
+    pcm = float_to_pcm(audio)
     step = CHUNK * 2
     pieces = -(-len(pcm) // step)
     async with AsyncTcpClient("127.0.0.1", port) as client:
@@ -104,32 +108,25 @@ async def _at_once(pieces: int) -> AsyncIterator[int]:
 async def daemon_transcript(socket: Path, audio: np.ndarray, n: int) -> tuple[str, float]:
     """Stream `audio` into the daemon in real time; the final transcript and its delay after
     the last chunk. Waits for the answer to finish, so the next clip starts on an idle CPU."""
-    events_r, events_w = await asyncio.open_unix_connection(str(socket))
-    events_w.write(b'{"id": "watch", "cmd": "subscribe"}\n')
-    await events_w.drain()
-    await events_r.readline()  # subscribed
-    push_r, push_w = await asyncio.open_unix_connection(str(socket))
-    pcm = _pcm(audio)
+    pcm = float_to_pcm(audio)
     step = CHUNK * 2
     pieces = -(-len(pcm) // step)
-    async for i in _paced(pieces):
-        last = i == pieces - 1
-        chunk = base64.b64encode(pcm[i * step : (i + 1) * step]).decode()
-        request = {"id": f"{n}-{i}", "cmd": "push_audio", "pcm": chunk, "end": last}
-        push_w.write((json.dumps(request) + "\n").encode())
-        await push_w.drain()
-        await push_r.readline()  # the reply: pushed
-    started = time.perf_counter()
     text, elapsed = "", float("nan")
-    while True:
-        line = json.loads(await asyncio.wait_for(events_r.readline(), 60))
-        if line.get("event") == "transcript" and not text:
-            text, elapsed = line["data"]["text"], time.perf_counter() - started
-        if line.get("event") in ("response", "error"):
-            break
-    for writer in (events_w, push_w):
-        writer.close()
-        await writer.wait_closed()
+    async with daemon_connections(socket) as (events, replies, push):
+        async for i in _paced(pieces):
+            last = i == pieces - 1
+            chunk = base64.b64encode(pcm[i * step : (i + 1) * step]).decode()
+            request = {"id": f"{n}-{i}", "cmd": "push_audio", "pcm": chunk, "end": last}
+            push.write((json.dumps(request) + "\n").encode())
+            await push.drain()
+            await replies.readline()  # the reply: pushed
+        started = time.perf_counter()
+        while True:
+            line = json.loads(await asyncio.wait_for(events.readline(), 60))
+            if line.get("event") == "transcript" and not text:
+                text, elapsed = line["data"]["text"], time.perf_counter() - started
+            if line.get("event") in ("response", "error"):
+                break
     return text, elapsed
 
 

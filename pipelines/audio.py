@@ -28,15 +28,20 @@ def pcm_to_float(pcm: bytes) -> Samples:
     return np.frombuffer(pcm, "<i2").astype(np.float32) / 32768.0
 
 
+def float_to_pcm(samples: Samples) -> bytes:
+    """float32 samples (clipped to [-1, 1]) to s16le mono bytes: the inverse of pcm_to_float."""
+    pcm: bytes = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+    return pcm
+
+
 def float_to_wav(samples: Samples, rate: int = RATE) -> bytes:
     """A complete 16-bit mono WAV file in memory."""
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
     out = io.BytesIO()
     with wave.open(out, "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)
         wav.setframerate(rate)
-        wav.writeframes(pcm.tobytes())
+        wav.writeframes(float_to_pcm(samples))
     return out.getvalue()
 
 

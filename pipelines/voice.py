@@ -49,7 +49,7 @@ from pipelines.microphone import Microphone
 from pipelines.segmenter import SegmentEvent, SpeechSegmenter, UtteranceEnded, UtteranceStarted
 from pipelines.speculative import Speculation
 from pipelines.stt import Recognition, Transcriber, load_transcriber
-from pipelines.vad import VadStream, shared_vad
+from pipelines.vad import FRAME, VadStream, shared_vad
 from pipelines.wake import WakeGate
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 # PCM may come much faster than real time (a satellite sending a whole utterance at once).
 QUEUE_SAMPLES = 20 * RATE
 REPLAY_CHUNK_S = 0.1
-INLINE_VAD_SAMPLES = 4 * 512  # ~0.5 ms of Silero: cheaper on the loop than a worker-thread hop
+INLINE_VAD_SAMPLES = 4 * FRAME  # ~0.5 ms of Silero: cheaper on the loop than a worker-thread hop
 CAPTURE, PUSHED = "capture", "pushed"
 
 

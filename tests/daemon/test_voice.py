@@ -28,27 +28,26 @@ def words(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
 
 
+async def _listen(daemon: Daemon, wav: Path) -> str:
+    """`tektra listen WAV` against `daemon`; what it printed (must succeed)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(daemon.site), str(ROOT)])}
+    listen = await asyncio.create_subprocess_exec(
+        TEKTRA, "listen", str(wav), "--config", str(daemon.config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(listen.communicate(), 120)
+    assert listen.returncode == 0, err.decode()
+    return out.decode()
+
+
 async def test_a_wav_pushed_through_the_socket_gives_transcript_and_answer_on_mqtt(
     make_daemon: Callable[..., Daemon], mosquitto: Mosquitto
 ) -> None:
     daemon = make_daemon(f'broker = "{mosquitto.url}"')
     wav = ROOT / "fixtures/audio/kitchen_lights.wav"
     expected = words(MANIFEST["speech"]["kitchen_lights.wav"]["expected"])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(daemon.site), str(ROOT)])}
     async with listening(mosquitto, [f"{BASE}/#"]) as mqtt:
-        listen = await asyncio.create_subprocess_exec(
-            TEKTRA,
-            "listen",
-            str(wav),
-            "--config",
-            str(daemon.config),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-        )
-        out, err = await asyncio.wait_for(listen.communicate(), 120)
-        assert listen.returncode == 0, err.decode()
-        heard, answer = out.decode().splitlines()
+        heard, answer = (await _listen(daemon, wav)).splitlines()
         assert heard.startswith("heard: ") and words(heard) == f"heard {expected}"
         assert words(answer) == f"you said {expected}"
 
@@ -157,16 +156,6 @@ async def test_speech_played_into_the_virtual_microphone_gives_transcript_and_an
         assert response.json()["text"] == f"You said: {transcript.json()['text']}"
         await watcher.close()
     assert daemon.stop() == 0
-
-
-async def _listen(daemon: Daemon, wav: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(daemon.site), str(ROOT)])}
-    listen = await asyncio.create_subprocess_exec(
-        TEKTRA, "listen", str(wav), "--config", str(daemon.config),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
-    )  # fmt: skip
-    _, err = await asyncio.wait_for(listen.communicate(), 120)
-    assert listen.returncode == 0, err.decode()
 
 
 @pytest.mark.parametrize(("follow_up_s", "continues"), [(60.0, True), (0.0, False)])
