@@ -17,6 +17,7 @@ from daemon.errors import ConfigError, TektraError
 from daemon.manager.manager import Query
 from daemon.protocol import (
     AskArgs,
+    CancelArgs,
     LoadModelArgs,
     MicrophoneArgs,
     MultimodalArgs,
@@ -119,6 +120,7 @@ class Commands:
             "problems": dict(a.problems),
             "muted": a.muted,
             "model": a.model,
+            "loading": a.loading,
             "backend": a.backend,
             "answers": a.answers,
             "voice": self.voice is not None and self.voice.running,
@@ -192,6 +194,14 @@ class Commands:
         args = request.args
         assert isinstance(args, MicrophoneArgs)
         return self._set_microphone(args.on)
+
+    async def _cancel(self, request: Request) -> dict[str, Any]:
+        args = request.args
+        assert isinstance(args, CancelArgs)
+        target = None if args.target is None else str(args.target)
+        # An empty list says truthfully that nothing was running (a Home Assistant button may be
+        # pressed at any time): not an error.
+        return {"cancelled": self.assistant.stop(target)}
 
     def _set_microphone(self, on: bool) -> dict[str, Any]:
         if self.voice is not None:

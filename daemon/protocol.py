@@ -85,6 +85,11 @@ class MicrophoneArgs(Args):
     on: bool
 
 
+class CancelArgs(Args):
+    target: str | int | None = None
+    """The request id of the answer to stop; by default the answer streaming now."""
+
+
 COMMANDS: dict[str, type[Args]] = {
     "ask": AskArgs,
     "multimodal": MultimodalArgs,
@@ -100,6 +105,7 @@ COMMANDS: dict[str, type[Args]] = {
     "mute": NoArgs,
     "unmute": NoArgs,
     "microphone": MicrophoneArgs,
+    "cancel": CancelArgs,
 }
 STREAMING = frozenset({"ask", "multimodal"})
 """Commands whose reply is a stream of chunks followed by the complete answer."""
