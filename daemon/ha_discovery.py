@@ -13,6 +13,7 @@ serves no web page of its own, and a link to nothing would be a lie on the devic
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from importlib.metadata import PackageNotFoundError, metadata, version
 from typing import Any
 
@@ -69,13 +70,20 @@ def discovery_topic(discovery_prefix: str, node_id: str) -> str:
 
 
 def discovery_payload(
-    base: str, node_id: str, models: list[str], configuration_url: str | None = None
+    base: str,
+    node_id: str,
+    models: list[str],
+    configuration_url: str | None = None,
+    commands: Collection[str] = COMMANDS.keys(),
 ) -> dict[str, Any]:
-    """The device config: what the assistant hears, says and does, as Home Assistant entities."""
+    """The device config: what the assistant hears, says and does, as Home Assistant entities.
+
+    An entity that sends a command is offered only when `commands` (what MQTT accepts) has it:
+    a control that is always refused would be a broken promise on the dashboard."""
     uid = f"tektra_{node_id}"
     entities = [
         *_conversation(base),
-        *_controls(base, models),
+        *_controls(base, models, commands),
         *_diagnostics(base),
     ]
     components = {f"{uid}_{key}": {"unique_id": f"{uid}_{key}", **e} for key, e in entities}
@@ -181,7 +189,7 @@ def _conversation(base: str) -> list[Entity]:
     ]
 
 
-def _controls(base: str, models: list[str]) -> list[Entity]:
+def _controls(base: str, models: list[str], commands: Collection[str]) -> list[Entity]:
     entities: list[Entity] = [
         (
             "ask",
@@ -225,8 +233,6 @@ def _controls(base: str, models: list[str]) -> list[Entity]:
         }
         entities.append(("model", select))
     for command, name, icon, category in BUTTONS:
-        if command not in COMMANDS:  # never offer a button the daemon would refuse
-            continue
         button: dict[str, Any] = {
             "platform": "button",
             "name": name,
@@ -237,7 +243,8 @@ def _controls(base: str, models: list[str]) -> list[Entity]:
         if category:
             button["entity_category"] = category
         entities.append((command, button))
-    return entities
+    prefix = f"{base}/command/"
+    return [e for e in entities if e[1]["command_topic"].removeprefix(prefix) in commands]
 
 
 def _diagnostics(base: str) -> list[Entity]:

@@ -264,6 +264,21 @@ def test_entities_a_home_assistant_user_expects_with_their_categories() -> None:
         assert by_name[name]["payload_press"] == ""
 
 
+def test_a_control_is_offered_only_for_a_command_mqtt_accepts() -> None:
+    # E.g. an `[mqtt]` allow-list that opens asking and reloading, nothing else.
+    payload = discovery_payload(BASE, "testnode", ["echo"], commands={"ask", "reload"})
+    controls = {
+        c["name"]: c["command_topic"]
+        for c in payload["components"].values()
+        if "command_topic" in c
+    }
+    assert controls == {
+        "Ask": f"{BASE}/command/ask",
+        "Reload configuration": f"{BASE}/command/reload",
+    }
+    assert schema_problems(payload) == []
+
+
 def test_every_topic_an_entity_reads_is_published_by_the_daemon() -> None:
     payload = discovery_payload(BASE, "testnode", ["echo"])
     published = sample_topics()
