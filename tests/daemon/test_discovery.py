@@ -92,7 +92,7 @@ REQUIRED_KEYS = {
 # `entity_category` is `config` or `diagnostic`; Home Assistant refuses a sensor or binary
 # sensor in `config` (they show readings, not settings).
 CATEGORIES = {"config", "diagnostic"}
-READ_ONLY = {"sensor", "binary_sensor", "event"}
+READ_ONLY = {"sensor", "binary_sensor"}  # their entity classes raise "cannot be added … config"
 SENSOR_STATE_MAX = 255  # a longer sensor state is refused
 ABBREVIATIONS = {
     "dev": "device", "o": "origin", "cmps": "components", "p": "platform",
