@@ -526,7 +526,6 @@ async def test_two_identical_answers_are_two_events_and_the_last_one_survives_re
         await ha_restarted.wait_until(
             lambda: retained_topics <= {m.topic for m in ha_restarted.messages if m.retain}
         )
-        assert {m.topic for m in ha_restarted.messages if not m.retain} == set()
         assert ha_restarted.on(status)[-1].json()["reconnects"] >= 1
         last = ha_restarted.on(by_name["Last answer"]["state_topic"])[-1]
         assert last.json()["id"] == "a2"
