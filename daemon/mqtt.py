@@ -29,7 +29,6 @@ from daemon.events import (
     ErrorRaised,
     Event,
     EventBus,
-    MicrophoneChanged,
     ModelChanged,
     PartialTranscript,
     ResponseChunk,
@@ -40,6 +39,7 @@ from daemon.events import (
 from daemon.ha_discovery import discovery_payload, discovery_topic
 from daemon.outbox import Outbox, Outgoing
 from daemon.protocol import STREAMING, ProtocolError, Request, parse_payload
+from daemon.retained import RetainedTopics
 from daemon.supervisor import backoff_delays, run_together
 
 log = logging.getLogger("tektra.mqtt")
@@ -101,6 +101,7 @@ class MqttLink:
         self.bus = bus
         self.commands = commands
         self.outbox = Outbox(settings.outbox_size)
+        self.retained = RetainedTopics(self.base, settings.qos, commands.assistant, bus.started)
         self.connected = False
         self.reconnects = 0
         self._stopping = asyncio.Event()
@@ -134,7 +135,7 @@ class MqttLink:
     async def _collect(self) -> None:
         with self.bus.subscribe(maxsize=self.settings.outbox_size) as events:
             async for event in events:
-                for message in self.messages_for(event):
+                for message in [*self.messages_for(event), *self.retained.messages_for(event)]:
                     self.outbox.put(message)
 
     def messages_for(self, event: Event) -> list[Outgoing]:
@@ -149,9 +150,6 @@ class MqttLink:
         if isinstance(event, ResponseDone | TranscriptReady | ErrorRaised):
             topic = {"response": "response", "transcript": "transcript", "error": "error"}
             return [self._json(topic[event.kind], event)]
-        if isinstance(event, MicrophoneChanged):
-            on = b"OFF" if event.muted else b"ON"
-            return [Outgoing(f"{self.base}/microphone", on, qos, True, keep=False)]
         if isinstance(event, ModelChanged):
             return [Outgoing(f"{self.base}/model", event.model.encode(), qos, True, keep=False)]
         return []
@@ -254,21 +252,26 @@ class MqttLink:
 
     async def _publish_discovery(self, client: aiomqtt.Client) -> None:
         models = [m.id for m in self.commands.assistant.config.models]
-        payload = discovery_payload(self.base, self.node_id, models)
+        url = self.settings.discovery_configuration_url
+        payload = discovery_payload(self.base, self.node_id, models, url)
         topic = discovery_topic(self.settings.discovery_prefix, self.node_id)
         await client.publish(topic, json.dumps(payload).encode(), qos=1, retain=True)
 
     async def _publish_snapshot(self, client: aiomqtt.Client) -> None:
-        """The retained present: state, microphone and model, for anyone who subscribes later."""
+        """The retained present: state, model and `daemon.retained`'s topics, for anyone who
+        subscribes later."""
         assistant = self.commands.assistant
         retained = {
             "state": assistant.state,
-            "microphone": "OFF" if assistant.muted else "ON",
         }
         if assistant.model is not None:
             retained["model"] = assistant.model
         for sub, value in retained.items():
             await client.publish(f"{self.base}/{sub}", value.encode(), qos=1, retain=True)
+        outbox = self.outbox
+        stats = {"waiting": len(outbox), "dropped": outbox.dropped, "reconnects": self.reconnects}
+        for message in self.retained.snapshot(**stats):
+            await client.publish(message.topic, message.payload, qos=1, retain=True)
 
     # --- incoming ----------------------------------------------------------------------------
 

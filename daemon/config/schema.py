@@ -142,6 +142,9 @@ class MqttSettings(Section):
     qos: int = Field(1, ge=0, le=2)
     discovery: bool = True
     discovery_prefix: str = "homeassistant"
+    discovery_configuration_url: str | None = Field(None, pattern=r"^(https?|homeassistant)://.+")
+    """The page that manages this daemon, linked from its Home Assistant device page; none by
+    default (the daemon serves no web page)."""
     embedded_port: int = Field(1883, ge=1, le=65_535)
     """Port of the `embedded` broker, on 127.0.0.1 only."""
     client_id: str | None = None
