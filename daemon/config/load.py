@@ -66,7 +66,7 @@ def default_config_path() -> Path:
     raise ConfigNotFound(
         "no configuration file found; looked in, in order:\n"
         + "\n".join(looked)
-        + "\nwrite one (see README: Configuration) or pass --config FILE"
+        + "\nwrite one (see README: models.toml) or pass --config FILE"
     )
 
 
@@ -76,7 +76,7 @@ def load_config(path: Path, known_backends: Iterable[str] = ()) -> TektraConfig:
     if issues or config is None:
         raise ConfigError(issues)
     for note in notes:
-        log.warning("%s: %s", path, note)
+        log.warning("%s: note: %s", path, note)
     return config
 
 

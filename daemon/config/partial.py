@@ -90,9 +90,20 @@ def _section(
             continue
         try:
             validator.validate_assignment(partial, name, item)
-        except ValidationError:
-            continue  # reported above, from the whole table
+        except ValidationError:  # reported above, from the whole table
+            if isinstance(item, dict):  # a table of entries (budgets): keep the valid ones
+                _valid_entries(validator, partial, name, item)
     return partial
+
+
+def _valid_entries(validator: Any, partial: BaseModel, name: str, table: dict[str, Any]) -> None:
+    good: dict[str, Any] = {}
+    for key, entry in table.items():
+        try:
+            validator.validate_assignment(partial, name, {**good, key: entry})
+        except ValidationError:
+            continue
+        good[key] = entry
 
 
 def issues_of(errors: list[ErrorDetails], prefix: str) -> list[ConfigIssue]:

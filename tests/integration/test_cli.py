@@ -126,7 +126,18 @@ def test_without_a_config_file_every_place_looked_is_listed_in_order(
         f"  {tmp_path / 'models.toml'}",
         f"  {tmp_path / 'xdg/tektra/models.toml'}",
         "  /etc/tektra/models.toml",
-        "write one (see README: Configuration) or pass --config FILE",
+        "write one (see README: models.toml) or pass --config FILE",
+    ]
+
+
+def test_a_tektra_config_that_does_not_exist_is_the_only_place_looked(tmp_path: Path) -> None:
+    env = {**os.environ, "TEKTRA_CONFIG": str(tmp_path / "absent.toml")}
+    result = tektra("run", env=env)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.splitlines() == [
+        "error [no_config]: no configuration file found; looked in, in order:",
+        f"  $TEKTRA_CONFIG: {tmp_path / 'absent.toml'}",
+        "write one (see README: models.toml) or pass --config FILE",
     ]
 
 

@@ -54,6 +54,13 @@ CASES: dict[str, tuple[str, list[str]]] = {
             "memory_limits.backends.llama_cpp: 8192 MB exceeds memory_limits.total_mb (4096 MB)",
         ],
     ),
+    "bad_budget_and_another_budget_over_total": (
+        '[memory_limits]\nbackends = { llama_cpp = "2 GB", ollama = 9000 }\n' + MODEL,
+        [
+            "memory_limits.backends.llama_cpp: expected an integer, got string '2 GB'",
+            "memory_limits.backends.ollama: 9000 MB exceeds memory_limits.total_mb (4096 MB)",
+        ],
+    ),
     "bad_source_and_unknown_backend_and_model_too_big": (
         '[[models]]\nid = "m"\nsource = { ollama = "m:1", path = "m.gguf" }\n'
         'backend_preferences = ["vllm"]\nmemory_mb = 99999\n',

@@ -6,12 +6,13 @@ meaning today, the error says what to write instead.
 
 from __future__ import annotations
 
+import logging
 import platform
 from pathlib import Path
 
 import pytest
 
-from daemon.config.load import check_text, inspect_file
+from daemon.config.load import check_text, inspect_file, load_config
 
 CONFIGS = Path(__file__).parents[2] / "fixtures" / "configs"
 OLLAMA_BY_ID = (
@@ -127,3 +128,11 @@ def test_ollama_host_and_port_in_todays_table_become_one_url(tmp_path: Path) -> 
     config, issues = check_text(text, tmp_path)
     assert issues == []
     assert config is not None and config.backends.ollama.host == "http://gpu.lan:11500"
+
+
+def test_the_daemon_logs_each_note_as_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    seed = CONFIGS / "seed_status_report.toml"
+    with caplog.at_level(logging.WARNING, logger="tektra.config"):
+        load_config(seed)
+    assert caplog.messages[-1] == f"{seed}: note: {OLLAMA_BY_ID}"
+    assert len(caplog.messages) == 5
