@@ -23,6 +23,7 @@ import aiomqtt
 
 from daemon.commands import Commands
 from daemon.config.schema import MqttSettings
+from daemon.config.urls import redact
 from daemon.errors import TektraError
 from daemon.events import (
     BrokerLink,
@@ -58,7 +59,7 @@ def broker_address(settings: MqttSettings) -> BrokerAddress:
     url = urlsplit(settings.broker)
     tls = url.scheme == "mqtts"
     if not url.hostname:
-        raise TektraError(f"[mqtt] broker {settings.broker!r} names no host")
+        raise TektraError(f"[mqtt] broker {redact(settings.broker)!r} names no host")
     return BrokerAddress(url.hostname, url.port or (8883 if tls else 1883), tls)
 
 
@@ -110,7 +111,7 @@ class MqttLink:
     def status(self) -> dict[str, Any]:
         return {
             "mqtt": {
-                "broker": self.settings.broker,
+                "broker": redact(self.settings.broker),
                 "connected": self.connected,
                 "outbox": len(self.outbox),
                 "dropped": self.outbox.dropped,
@@ -193,7 +194,9 @@ class MqttLink:
                 if self.connected:
                     log.warning("lost the MQTT broker (%s); reconnecting", reason)
                 else:
-                    log.warning("cannot reach the MQTT broker %s: %s", self.settings.broker, reason)
+                    log.warning(
+                        "cannot reach the MQTT broker %s: %s", redact(self.settings.broker), reason
+                    )
                 self._set_connected(False, reason)
             finally:
                 self._set_connected(False)
@@ -210,7 +213,7 @@ class MqttLink:
             self.connected = connected
             self.bus.publish(BrokerLink(connected, detail))
             if connected:
-                log.info("connected to the MQTT broker %s", self.settings.broker)
+                log.info("connected to the MQTT broker %s", redact(self.settings.broker))
 
     async def _session(self, client: aiomqtt.Client) -> None:
         # Live messages queue from the moment the broker answers, so an answer that starts while
