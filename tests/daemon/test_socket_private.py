@@ -6,6 +6,7 @@ Other users are played by real processes run as `nobody` / `daemon` through `set
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pwd
@@ -20,9 +21,10 @@ import pytest
 from daemon.config.schema import DaemonSettings
 from daemon.errors import TektraError
 from daemon.socket_server import socket_path
-from tests.daemon.conftest import Daemon, SocketClient
+from tests.daemon.conftest import ROOT, TEKTRA, Daemon, SocketClient
 
 NOBODY = pwd.getpwnam("nobody")
+IS_ROOT = os.geteuid() == 0
 AS_ROOT = pytest.mark.skipif(
     os.geteuid() != 0, reason="playing another local user (setpriv) needs root"
 )
@@ -201,3 +203,39 @@ async def test_with_a_socket_group_its_members_are_served_and_others_refused(
     ]
     assert daemon.stop() == 0
     assert "uid 1 (daemon): not this daemon's user nor in group 'nogroup'" in daemon.log
+
+
+async def test_the_cli_will_not_talk_to_a_socket_in_a_directory_another_user_planted(
+    make_daemon: Callable[..., Daemon], short_dir: Path
+) -> None:
+    shared = runtime_dir_with_a_foreign_tektra(short_dir)
+    fake = shared / "tektra" / "tektra.sock"
+    heard: list[bytes] = []
+
+    async def impostor(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heard.append(await reader.readline())
+        writer.write(b'{"id": 1, "result": {"state": "all is well, trust me"}}\n')
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_unix_server(impostor, str(fake))
+    daemon = make_daemon('broker = "none"', start=False)
+    config = daemon.config.read_text().replace(f'socket = "{daemon.socket}"\n', "")
+    daemon.config.write_text(config)
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(shared), "RUNTIME_DIRECTORY": ""}
+    env["PYTHONPATH"] = os.pathsep.join([str(daemon.site), str(ROOT)])
+    async with server:
+        cli = await asyncio.create_subprocess_exec(
+            TEKTRA, "status", "--config", str(daemon.config), env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(cli.communicate(), 60)
+
+    assert (cli.returncode, out, heard) == (1, b"", [])
+    owner = "nobody (uid 65534) and lies in a folder anyone may write; " if IS_ROOT else ""
+    assert err.decode() == (
+        f"error [unsafe_socket_dir]: will not talk to the daemon at {fake}: its directory is "
+        f"not safe: {'it belongs to ' if IS_ROOT else ''}{owner}its mode 0777 lets other "
+        "users write in it. Remove it, or set [daemon] socket to a path in a directory only "
+        "this user can write\n"
+    )
