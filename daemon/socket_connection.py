@@ -9,6 +9,7 @@ under the assistant's answer lock) is how one client that stopped reading stalle
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from daemon.protocol import ProtocolError, error_reply
 log = logging.getLogger("tektra.socket")
 
 READ_SIZE = 65_536
+TURN_AWAY_S = 2.0
 
 
 class ClientConnection:
@@ -75,6 +77,22 @@ class ClientConnection:
             self.send(error_reply(None, code, message))
         self.closed = True
         self.writer.close()
+
+    async def turn_away(self, code: str, message: str) -> None:
+        """Refuse the client with one error line. Whatever it already sent is read and dropped
+        (for at most TURN_AWAY_S) before closing: closing on unread input would reset the
+        connection and could lose the error line, or fail the client's own write first."""
+        self.send(error_reply(None, code, message))
+        self.closed = True
+        with contextlib.suppress(OSError, RuntimeError):
+            self.writer.write_eof()
+        with contextlib.suppress(OSError, asyncio.TimeoutError):
+            await asyncio.wait_for(self._discard_input(), TURN_AWAY_S)
+        self.writer.close()
+
+    async def _discard_input(self) -> None:
+        while await self.reader.read(READ_SIZE):
+            pass
 
     def abort(self) -> None:
         """Close now, dropping whatever the client has not read."""

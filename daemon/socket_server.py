@@ -127,11 +127,11 @@ class SocketServer:
         if refusal is not None:
             log.warning("refused a socket client: %s", refusal)
             message = "this daemon serves only its own user and its socket_group"
-            connection.close("forbidden", message)
+            await connection.turn_away("forbidden", message)
             return
         if self.clients >= self.settings.max_clients:
             message = f"too many clients (max_clients = {self.settings.max_clients})"
-            connection.close("too_many_clients", message)
+            await connection.turn_away("too_many_clients", message)
             return
         session.served = True
         tasks = session.tasks
