@@ -67,9 +67,12 @@ class DaemonClient:
         """Reply lines for `request_id` as they arrive; an `error` reply raises DaemonError."""
         for raw in self._file:
             reply = json.loads(raw)
+            error = reply.get("error")
+            if reply.get("id") is None and error is not None:
+                # About the connection itself (refused, idle, line_timeout): it ends here.
+                raise DaemonError(error["code"], error["message"])
             if reply.get("id") != request_id:
                 continue
-            error = reply.get("error")
             if error is not None:
                 raise DaemonError(error["code"], error["message"])
             yield reply

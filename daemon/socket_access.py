@@ -47,7 +47,10 @@ def socket_path(settings: DaemonSettings) -> Path:
         return Path(runtime) / "tektra/tektra.sock"
     if os.geteuid() == 0:
         return Path("/run/tektra/tektra.sock")
-    home = Path.home()
+    try:
+        home = Path.home()
+    except RuntimeError:  # no $HOME and no password entry
+        home = Path("~")
     if not home.is_dir():
         raise UnsafeSocketDir(
             "no private place for the socket: $XDG_RUNTIME_DIR is not set and the home "
@@ -61,10 +64,15 @@ def prepare_directory(path: Path, group_gid: int | None) -> None:
     that an existing one is ours and closed to others; refuse (UnsafeSocketDir) saying why."""
     directory = path.parent
     if not directory.exists():
-        directory.mkdir(parents=True, mode=0o700)
-        if group_gid is not None:
-            os.chown(directory, -1, group_gid)
-            os.chmod(directory, 0o750)
+        try:
+            directory.mkdir(parents=True, mode=0o700)
+            if group_gid is not None:
+                os.chown(directory, -1, group_gid)
+                os.chmod(directory, 0o750)
+        except OSError as exc:
+            raise UnsafeSocketDir(
+                f"cannot make the socket directory {directory}: {exc.strerror}; {ADVICE}"
+            ) from exc
         return
     info = directory.stat()
     problems = []

@@ -76,7 +76,11 @@ class SocketServer:
             self._server = await asyncio.start_unix_server(self._accept, path=str(self.path))
         except OSError as exc:
             raise TektraError(f"cannot listen on {self.path}: {exc.strerror or exc}") from exc
-        self._set_permissions()
+        try:
+            self._set_permissions()
+        except OSError as exc:
+            self._server.close()
+            raise TektraError(f"cannot set the mode of {self.path}: {exc.strerror}") from exc
         log.info("listening on %s", self.path)
 
     async def run(self) -> None:

@@ -10,6 +10,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from daemon.client import DaemonClient, DaemonError
 from tests.daemon.conftest import Daemon, SocketClient
 
 
@@ -145,3 +146,25 @@ async def test_at_shutdown_every_client_gets_a_last_line_and_the_log_no_tracebac
     assert daemon.process is not None
     assert daemon.process.wait(timeout=30) == 0
     assert "Traceback" not in daemon.log
+
+
+async def test_one_client_over_max_clients_is_told_so(make_daemon: Callable[..., Daemon]) -> None:
+    daemon = make_daemon('broker = "none"', extra="max_clients = 1\n")
+    first = await SocketClient.connect(daemon.socket)
+    assert (await first.call({"id": 1, "cmd": "status"}))["result"]["socket"]["clients"] == 1
+
+    def second_client() -> DaemonError:
+        with DaemonClient(daemon.socket, timeout_s=30) as client:
+            try:
+                client.call("status")
+            except DaemonError as exc:
+                return exc
+        raise AssertionError("the second client was served")
+
+    refused = await asyncio.to_thread(second_client)
+    assert (refused.code, refused.message) == (
+        "too_many_clients",
+        "too many clients (max_clients = 1)",
+    )
+    await first.close()
+    assert daemon.stop() == 0
