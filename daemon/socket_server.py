@@ -90,7 +90,9 @@ class SocketServer:
             await self.start()
         assert self._server is not None
         try:
-            await self._server.serve_forever()
+            # The server already accepts. Not serve_forever(): from Python 3.12 its cancellation
+            # waits for every connection to close, before the farewell below could close them.
+            await asyncio.get_running_loop().create_future()
         finally:
             self._server.close()
             self._server = None
