@@ -108,17 +108,19 @@ def check_before_connecting(path: Path) -> None:
     write in, or that someone else made where anyone may create folders (whoever listens there
     may be an impostor). Raises UnsafeSocketDir saying why."""
     directory = path.parent
+    problems = []
     try:
         info = directory.stat()
+        planted = directory.resolve().parent.stat().st_mode & stat.S_IWOTH
+        if info.st_uid not in (os.geteuid(), 0) and planted:
+            owner = _user(info.st_uid)
+            problems.append(f"it belongs to {owner} and lies in a folder anyone may write")
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o022:
+            problems.append(f"its mode {mode & 0o777:04o} lets other users write in it")
+        problems += _open_ancestors(directory)
     except OSError:
         return  # nothing there to talk to; connecting says so
-    problems = []
-    if info.st_uid not in (os.geteuid(), 0) and directory.resolve().parent.stat().st_mode & 0o002:
-        problems.append(f"it belongs to {_user(info.st_uid)} and lies in a folder anyone may write")
-    mode = stat.S_IMODE(info.st_mode)
-    if mode & 0o022:
-        problems.append(f"its mode {mode & 0o777:04o} lets other users write in it")
-    problems += _open_ancestors(directory)
     if problems:
         raise UnsafeSocketDir(
             f"will not talk to the daemon at {path}: its directory is not safe: "
