@@ -63,7 +63,7 @@ def prepare_directory(path: Path, group_gid: int | None) -> None:
     """Create the socket's directory 0700 (0750 and `group_gid` with a socket group), or check
     that an existing one is ours and closed to others; refuse (UnsafeSocketDir) saying why."""
     directory = path.parent
-    if not directory.exists():
+    if not os.path.lexists(directory):
         try:
             directory.mkdir(parents=True, mode=0o700)
             if group_gid is not None:
@@ -74,6 +74,19 @@ def prepare_directory(path: Path, group_gid: int | None) -> None:
                 f"cannot make the socket directory {directory}: {exc.strerror}; {ADVICE}"
             ) from exc
         return
+    try:
+        problems = _foreign_link(directory) or _problems(directory, group_gid)
+    except OSError as exc:  # e.g. a link the kernel will not follow for us
+        problems = [f"it cannot be examined ({exc.strerror})"]
+    if problems:
+        raise UnsafeSocketDir(
+            f"the socket directory {directory} is not safe: {'; '.join(problems)}. "
+            f"Remove it, or {ADVICE}"
+        )
+
+
+def _problems(directory: Path, group_gid: int | None) -> list[str]:
+    """What makes an existing directory unfit to hold our socket (nothing: an empty list)."""
     info = directory.stat()
     problems = []
     me = os.geteuid()
@@ -90,17 +103,13 @@ def prepare_directory(path: Path, group_gid: int | None) -> None:
             "(it must be 0700, or 0750 with socket_group)"
         )
     problems += _open_ancestors(directory)
-    if problems:
-        raise UnsafeSocketDir(
-            f"the socket directory {directory} is not safe: {'; '.join(problems)}. "
-            f"Remove it, or {ADVICE}"
-        )
-    if group_gid is not None and (info.st_gid != group_gid or not mode & 0o010):
+    if not problems and group_gid is not None and (info.st_gid != group_gid or not mode & 0o010):
         log.warning(
             "the socket group cannot reach the socket: its directory %s is not open to it "
             "(make it mode 0750 and of that group)",
             directory,
         )
+    return problems
 
 
 def check_before_connecting(path: Path) -> None:
@@ -118,7 +127,7 @@ def check_before_connecting(path: Path) -> None:
         mode = stat.S_IMODE(info.st_mode)
         if mode & 0o022:
             problems.append(f"its mode {mode & 0o777:04o} lets other users write in it")
-        problems += _open_ancestors(directory)
+        problems += _foreign_link(directory) + _open_ancestors(directory)
     except OSError:
         return  # nothing there to talk to; connecting says so
     if problems:
@@ -126,6 +135,14 @@ def check_before_connecting(path: Path) -> None:
             f"will not talk to the daemon at {path}: its directory is not safe: "
             f"{'; '.join(problems)}. Remove it, or {ADVICE}"
         )
+
+
+def _foreign_link(directory: Path) -> list[str]:
+    """A symbolic link someone else made can be pointed elsewhere later, whatever it shows now."""
+    link = directory.lstat()
+    if stat.S_ISLNK(link.st_mode) and link.st_uid not in (os.geteuid(), 0):
+        return [f"it is a link made by {_user(link.st_uid)}"]
+    return []
 
 
 def _open_ancestors(directory: Path) -> list[str]:

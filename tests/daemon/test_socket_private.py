@@ -239,3 +239,28 @@ async def test_the_cli_will_not_talk_to_a_socket_in_a_directory_another_user_pla
         "users write in it. Remove it, or set [daemon] socket to a path in a directory only "
         "this user can write\n"
     )
+
+
+@AS_ROOT
+async def test_a_socket_directory_linked_by_another_user_is_refused(
+    make_daemon: Callable[..., Daemon], short_dir: Path
+) -> None:
+    # A link another user made in a shared folder, pointing (for now) at a private folder of ours.
+    shared = short_dir / "runtime"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    ours = short_dir / "ours"
+    ours.mkdir(mode=0o700)
+    link = shared / "tektra"
+    link.symlink_to(ours)
+    os.lchown(link, NOBODY.pw_uid, NOBODY.pw_gid)
+    daemon = make_daemon('broker = "none"', start=False)
+    daemon.config.write_text(daemon.config.read_text().replace(f'socket = "{daemon.socket}"\n', ""))
+    daemon.env.update(XDG_RUNTIME_DIR=str(shared), RUNTIME_DIRECTORY="")
+    daemon.start(wait=False)
+
+    assert wait_exit(daemon) == 1
+    assert (
+        f"the socket directory {link} is not safe: it is a link made by nobody (uid 65534)"
+        in daemon.log
+    )
