@@ -144,7 +144,7 @@ class SocketServer:
         try:
             while True:
                 line = await connection.next_line(lambda: bool(tasks))
-                if line is None:
+                if line is None or connection.closed:  # closed: dropped, or the daemon stops
                     break
                 if isinstance(line, ProtocolError):
                     connection.send(error_reply(None, line.code, line.message))
