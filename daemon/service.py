@@ -83,7 +83,7 @@ class Service:
             if self.owns_process:
                 # Threads still busy in an engine (a prompt being read, a call that never
                 # returns) would hold the interpreter's exit: past this it ends without them.
-                _exit_after(self.config.daemon.shutdown_timeout_s + 4 * STEP_S + RELEASE_S)
+                _exit_after(self.config.daemon.shutdown_timeout_s + 5 * STEP_S + RELEASE_S)
             await self._shutdown()
         return 1 if self._forced.is_set() else 0
 
@@ -155,7 +155,7 @@ class Service:
                 log.warning("answers still running %s are cancelled (%d)", why, stopped)
                 # Their askers hear why (socket reply, MQTT `error`) before the links close.
                 await self._unless_forced(self.assistant.wait_idle(STEP_S))
-        await self.supervisor.stop("socket", STEP_S)
+        await self.supervisor.stop("socket", 2 * STEP_S)  # its farewell lines take up to 1 s
         self.socket.path.unlink(missing_ok=True)  # whatever became of the task serving it
         if self.link is not None:
             self.link.stop()  # flushes what it can, then publishes `offline`
@@ -220,9 +220,7 @@ class Service:
         self.notifier.ready(f"ready: model {self.assistant.model or '-'}")
 
     def _links(self) -> dict[str, Any]:
-        links: dict[str, Any] = {
-            "socket": {"path": str(self.socket.path), "clients": self.socket.clients}
-        }
+        links: dict[str, Any] = {"socket": self.socket.status()}
         links.update(self.link.status() if self.link is not None else {"mqtt": None})
         return links
 
