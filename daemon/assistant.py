@@ -114,8 +114,6 @@ class Assistant:
             self.problems.pop(source, None)
         else:
             self.problems[source] = problem
-        if self.state == "error":
-            self.settle()
 
     def settle(self) -> None:
         """Back to rest: `idle`."""

@@ -19,7 +19,7 @@ from typing import Any
 
 from daemon.protocol import COMMANDS
 
-STATES = ["idle", "listening", "transcribing", "thinking", "responding", "error"]
+STATES = ["idle", "loading", "listening", "transcribing", "thinking", "responding"]
 """The values of the `state` topic (the state sensor's `enum` options)."""
 
 SENSOR_STATE_MAX = 255
