@@ -42,13 +42,15 @@ def llama_config(
 async def wait_for_state(daemon: Daemon, state: str, timeout_s: float = 60.0) -> None:
     """Ask `status` until the assistant is in `state` (no subscriber: it would outlive the test)."""
     client = await SocketClient.connect(daemon.socket)
+
+    async def poll() -> None:
+        while True:
+            if (await client.call({"id": "s", "cmd": "status"}))["result"]["state"] == state:
+                return
+            await asyncio.sleep(0.05)
+
     try:
-        async with asyncio.timeout(timeout_s):
-            while True:
-                reply = await client.call({"id": "s", "cmd": "status"})
-                if reply["result"]["state"] == state:
-                    return
-                await asyncio.sleep(0.05)
+        await asyncio.wait_for(poll(), timeout_s)
     finally:
         await client.close()
 
@@ -110,6 +112,8 @@ async def test_a_second_signal_skips_the_waits_but_removes_the_socket_and_says_o
     )
     async with listening(mosquitto, [f"{BASE}/status"]) as mqtt:
         await mqtt.wait_for(lambda m: m.payload == b"online")
+        watcher = await SocketClient.connect(daemon.socket)  # stays subscribed to the end
+        await watcher.send({"id": "w", "cmd": "subscribe"})
         client = await SocketClient.connect(daemon.socket)
         await client.send({"id": "a", "cmd": "ask", "text": " ".join(["word"] * 200)})
         assert await client.receive() == {"id": "a", "chunk": "You"}
@@ -122,6 +126,7 @@ async def test_a_second_signal_skips_the_waits_but_removes_the_socket_and_says_o
         await client.close()
         assert daemon.process.wait(timeout=5) == 1  # type: ignore[union-attr]
         await mqtt.wait_for(lambda m: m.payload == b"offline")
+        await watcher.close()
     assert not daemon.socket.exists()
     assert "second SIGINT: exiting now" in daemon.log
     # Said by the daemon itself on its way out, not only by the broker's last will.

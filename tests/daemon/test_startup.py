@@ -118,3 +118,4 @@ async def test_without_a_sound_card_the_microphone_is_lost_but_answers_end_idle(
         "INFO pipelines.microphone: microphone auto: lost (cannot open: Error querying device -1)"
     )
     assert "reopening" not in daemon.log
+    assert "Traceback" not in daemon.log  # stopping the voice pipeline and its retries included
