@@ -16,10 +16,13 @@ import pytest
 from tests.daemon.conftest import Daemon, Mosquitto, SocketClient, listening
 
 BASE = "tektra/testnode"
-# Long enough that llama.cpp on a small CPU reads it for seconds and then answers for minutes
-# (2,000 tokens): a daemon that waited for the engine would not exit within the tests' waits.
-LONG_QUESTION = "Count from one to ten thousand in words, one number per line, never stopping. " + (
-    " ".join(str(n) for n in range(1, 700))
+# Long enough that llama.cpp on a small CPU reads it for seconds, and then (at temperature 0) it
+# answers with a story that runs to `max_tokens` (2,000): a daemon that waited for the engine
+# would not exit within the tests' waits.
+LONG_QUESTION = (
+    "Here are some numbers: "
+    + " ".join(str(n) for n in range(1, 700))
+    + ". Now write a very long story about a dragon, with many chapters."
 )
 
 
@@ -33,7 +36,7 @@ def llama_config(
         '[audio]\nsource = "none"\n[mqtt]\nbroker = "none"\n'
         f'[backends]\ndefault = ["{backend}"]\n'
         "[backends.mistral_rs]\nenabled = true\nthreads = 1\n"
-        "[presets.long]\nmax_tokens = 2000\ntemperature = 1.0\n"
+        "[presets.long]\nmax_tokens = 2000\ntemperature = 0.0\n"
         f'[[models]]\nid = "smollm2"\nsource = {{ path = "{smollm2}" }}\n'
         "context_length = 4096\n"
     )
