@@ -32,6 +32,7 @@ from daemon.events import (
     MicrophoneChanged,
     ModelChanged,
     PartialTranscript,
+    RequestId,
     ResponseChunk,
     ResponseDone,
     StateChanged,
@@ -39,7 +40,7 @@ from daemon.events import (
 )
 from daemon.ha_discovery import discovery_payload, discovery_topic
 from daemon.outbox import Outbox, Outgoing
-from daemon.protocol import STREAMING, ProtocolError, Request, parse_payload
+from daemon.protocol import Request
 from daemon.supervisor import backoff_delays, run_together
 
 log = logging.getLogger("tektra.mqtt")
@@ -142,10 +143,12 @@ class MqttLink:
         qos = self.settings.qos
         if isinstance(event, StateChanged):
             return [Outgoing(f"{self.base}/state", event.state.encode(), qos, True, keep=False)]
+        # Live pieces go at QoS 0: a lost one is soon overtaken by the next and by the whole
+        # answer (QoS 1, kept in the outbox), and none waits for a broker round trip.
         if isinstance(event, ResponseChunk):
-            return [self._json("response/chunk", event, keep=False)]
+            return [self._json("response/chunk", event, keep=False, qos=0)]
         if isinstance(event, PartialTranscript):
-            return [self._json("transcript/partial", event, keep=False)]
+            return [self._json("transcript/partial", event, keep=False, qos=0)]
         if isinstance(event, ResponseDone | TranscriptReady | ErrorRaised):
             topic = {"response": "response", "transcript": "transcript", "error": "error"}
             return [self._json(topic[event.kind], event)]
@@ -156,14 +159,21 @@ class MqttLink:
             return [Outgoing(f"{self.base}/model", event.model.encode(), qos, True, keep=False)]
         return []
 
-    def _json(self, sub: str, event: Event, *, keep: bool = True) -> Outgoing:
+    def _json(
+        self, sub: str, event: Event, *, keep: bool = True, qos: int | None = None
+    ) -> Outgoing:
         wire = event.to_wire()
         del wire["event"]
-        return self.message(sub, wire, keep=keep)
+        return self.message(sub, wire, keep=keep, qos=qos)
 
-    def message(self, sub: str, payload: dict[str, Any], *, keep: bool = True) -> Outgoing:
-        data = json.dumps(payload, ensure_ascii=False).encode()
-        return Outgoing(f"{self.base}/{sub}", data, self.settings.qos, False, keep)
+    def message(
+        self, sub: str, payload: dict[str, Any], *, keep: bool = True, qos: int | None = None
+    ) -> Outgoing:
+        # `replace`: text that is not Unicode (the parser refuses it; this is the last guard)
+        # must not make a message that can never be encoded, stuck at the head of the outbox.
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8", "replace")
+        qos = self.settings.qos if qos is None else min(qos, self.settings.qos)
+        return Outgoing(f"{self.base}/{sub}", data, qos, False, keep)
 
     # --- the connection ----------------------------------------------------------------------
 
@@ -282,38 +292,36 @@ class MqttLink:
                 if payload.strip() == b"online":  # Home Assistant restarted: tell it again
                     await self._publish_discovery(client)
             elif topic.startswith(prefix):
-                self._command(topic[len(prefix) :], payload)
+                self._command(topic[len(prefix) :], payload, message.retain)
 
-    def _command(self, name: str, payload: bytes) -> None:
-        limit = self.commands.limits.max_request_bytes
-        try:
-            if len(payload) > limit:
-                raise ProtocolError("too_large", f"command/{name}: payload over {limit} bytes")
-            request = parse_payload(name, payload)
-        except ProtocolError as exc:
-            self._error(exc.request_id, exc.code, f"command/{name}: {exc.message}")
+    def _command(self, name: str, payload: bytes, retained: bool) -> None:
+        if retained:
+            # A retained command is an old one the broker replays on every (re)subscribe:
+            # running it would repeat it after every reconnect, so it never runs.
+            log.warning(
+                "ignored a retained command on %s/command/%s; commands are never retained "
+                "(clear it with an empty retained message on that topic)",
+                self.base,
+                name,
+            )
+            return
+        request = self.commands.read_message(name, payload, self.settings.commands)
+        if not isinstance(request, Request):
+            self._error(request.id, request.code, request.message)
             return
         job = asyncio.create_task(self._run(request), name=f"mqtt command {name}")
         self._jobs.add(job)
         job.add_done_callback(self._jobs.discard)
 
     async def _run(self, request: Request) -> None:
-        try:
-            result = await self.commands.execute(request)
-        except TektraError as exc:
-            # The assistant already put an answer's own failure on the bus (and so on `error`).
-            if request.command not in STREAMING or isinstance(exc, ProtocolError):
-                self._error(request.id, exc.code, f"{request.command}: {exc.message}")
-            return
-        except Exception as exc:  # a bug in one command must not end the link; report it
-            log.exception("command %s failed", request.command)
-            self._error(request.id, "internal", f"{request.command}: {type(exc).__name__}: {exc}")
-            return
-        if request.command in STREAMING:
-            return  # the answer itself, on `response`, is the reply
-        reply = {"id": request.id, "command": request.command, "result": result}
-        self.outbox.put(self.message("reply", reply))
+        outcome = await self.commands.run_request(request)
+        if outcome.result is None:
+            if not outcome.on_bus:  # an answer's own failure is on `error` already
+                self._error(outcome.id, outcome.code, outcome.message)
+        elif not self.commands.streaming(request):  # an answer's reply is its `response`
+            reply = {"id": request.id, "command": request.command, "result": outcome.result}
+            self.outbox.put(self.message("reply", reply))
 
-    def _error(self, request_id: object, code: str, message: str) -> None:
+    def _error(self, request_id: RequestId | None, code: str, message: str) -> None:
         payload = {"id": request_id, "code": code, "message": message}
         self.outbox.put(self.message("error", payload))

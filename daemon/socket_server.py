@@ -21,7 +21,7 @@ from daemon.commands import Commands
 from daemon.config.schema import DaemonSettings
 from daemon.errors import TektraError
 from daemon.events import EventBus
-from daemon.protocol import STREAMING, ProtocolError, Request, error_reply, parse_line
+from daemon.protocol import ProtocolError, Request, error_reply
 
 log = logging.getLogger("tektra.socket")
 
@@ -131,10 +131,9 @@ class SocketServer:
                     continue
                 if not line.strip():
                     continue
-                try:
-                    request = parse_line(line)
-                except ProtocolError as exc:
-                    await connection.send(error_reply(exc.request_id, exc.code, exc.message))
+                request = self.commands.read_line(line)
+                if not isinstance(request, Request):
+                    await connection.send(request.socket_line())
                     continue
                 task = asyncio.create_task(
                     self._handle(connection, request), name=f"socket {request.command}"
@@ -159,26 +158,13 @@ class SocketServer:
                 await self._subscribe(connection, request)
                 return
             on_chunk = None
-            if request.command in STREAMING:
+            if self.commands.streaming(request):
 
                 async def on_chunk(text: str) -> None:
                     await connection.send({"id": request.id, "chunk": text})
 
-            result = await self.commands.execute(request, on_chunk)
-            await connection.send({"id": request.id, "result": result})
-        except TektraError as exc:
-            await self._send_error(connection, request, exc.code, exc.message)
-        except (ConnectionError, BrokenPipeError):
-            return
-        except Exception as exc:  # a bug in one command must not end the connection; report it
-            log.exception("command %s failed", request.command)
-            await self._send_error(connection, request, "internal", f"{type(exc).__name__}: {exc}")
-
-    async def _send_error(
-        self, connection: Connection, request: Request, code: str, message: str
-    ) -> None:
-        try:
-            await connection.send(error_reply(request.id, code, message))
+            outcome = await self.commands.run_request(request, on_chunk)
+            await connection.send(outcome.socket_line())
         except (ConnectionError, BrokenPipeError):
             return
 
