@@ -14,6 +14,8 @@ import json
 import logging
 import os
 import ssl
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from daemon.events import (
     ResponseDone,
     StateChanged,
     TranscriptReady,
+    new_request_id,
 )
 from daemon.ha_discovery import discovery_payload, discovery_topic
 from daemon.outbox import Outbox, Outgoing
@@ -88,6 +91,42 @@ def tls_context(settings: MqttSettings) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as exc:
         raise TektraError(f"[mqtt] TLS files: {exc}") from exc
     return context
+
+
+PROBE_RETAINED_S = 0.5
+"""How long the start-up probe waits for the retained `status` (the broker sends it at once)."""
+PROBE_ANSWER_S = 3.0
+"""How long the probe waits for a running daemon to answer its `status` request."""
+HEALTHY_SESSION_S = 10.0
+"""A session at least this long counts as healthy: the reconnect backoff starts over."""
+BRIEF_SESSIONS = 3
+"""Brief sessions in a row that are reported as a likely client-id collision."""
+
+
+class NodeInUse(TektraError):
+    code = "node_in_use"
+
+
+async def _first(
+    client: aiomqtt.Client, wanted: Callable[[aiomqtt.Message], bool], timeout_s: float
+) -> aiomqtt.Message | None:
+    """The first message `wanted` within `timeout_s`, else None."""
+
+    async def look() -> aiomqtt.Message | None:
+        async for message in client.messages:
+            if wanted(message):
+                return message
+        return None
+
+    try:
+        return await asyncio.wait_for(look(), timeout_s)
+    except asyncio.TimeoutError:
+        return None
+
+
+def _carries_id(message: aiomqtt.Message, request_id: str) -> bool:
+    payload = message.payload if isinstance(message.payload, bytes) else b""
+    return request_id.encode() in payload
 
 
 class MqttLink:
@@ -177,27 +216,64 @@ class MqttLink:
 
     # --- the connection ----------------------------------------------------------------------
 
-    def _client(self) -> aiomqtt.Client:
+    def _client(self, *, probe: bool = False) -> aiomqtt.Client:
+        """The link's client; with `probe`, a throwaway one (own id, no last will) that cannot
+        knock another client off the broker."""
         address = broker_address(self.settings)
         return aiomqtt.Client(
             address.host,
             address.port,
             username=self.settings.username,
             password=password(self.settings),
-            identifier=self.settings.client_id or f"tektra-{self.node_id}",
-            will=aiomqtt.Will(f"{self.base}/status", b"offline", 1, True),
+            identifier=new_request_id("tektra-probe") if probe else self.client_id,
+            will=None if probe else aiomqtt.Will(f"{self.base}/status", b"offline", 1, True),
             keepalive=self.settings.keepalive_s,
             tls_context=tls_context(self.settings) if address.tls else None,
             timeout=10,
         )
 
+    @property
+    def client_id(self) -> str:
+        return self.settings.client_id or f"tektra-{self.node_id}"
+
+    async def check_node_free(self) -> None:
+        """Refuse (NodeInUse) when another daemon serves this node on the broker, before our
+        client id takes its connection over. The retained `status` says `online` while one runs
+        (its last will turns it `offline`); a `status` request with a fresh id confirms it is
+        alive, since a will is never sent when broker and daemon die together. An unreachable
+        broker is not a refusal: the link retries it."""
+        status = f"{self.base}/status"
+        try:
+            async with self._client(probe=True) as probe:
+                await probe.subscribe(status, qos=1)
+                said = await _first(probe, lambda m: m.topic.value == status, PROBE_RETAINED_S)
+                if said is None or said.payload != b"online":
+                    return
+                ping = new_request_id("probe")
+                await probe.subscribe(f"{self.base}/reply", qos=1)
+                await probe.subscribe(f"{self.base}/error", qos=1)
+                await probe.publish(f"{self.base}/command/status", json.dumps({"id": ping}), 1)
+                answer = await _first(probe, lambda m: _carries_id(m, ping), PROBE_ANSWER_S)
+        except aiomqtt.MqttError:
+            return
+        if answer is not None:
+            raise NodeInUse(
+                f"another Tektra daemon already serves node '{self.node_id}' on the MQTT broker "
+                f"{self.settings.broker}; stop it first, or give this one another [daemon] node_id"
+            )
+        log.warning(
+            "the broker says node %s is online, but nothing answers; taking it over", self.node_id
+        )
+
     async def _connect_forever(self) -> None:
         delays = backoff_delays(0.2, self.settings.reconnect_max_s)
+        brief = 0  # sessions in a row that the broker ended right after they began
         while not self._stopping.is_set():
+            began: float | None = None
             try:
                 async with self._client() as client:
+                    began = time.monotonic()
                     self._set_connected(True)
-                    delays = backoff_delays(0.2, self.settings.reconnect_max_s)
                     await self._session(client)
                     return
             except (aiomqtt.MqttError, TektraError) as exc:
@@ -209,11 +285,28 @@ class MqttLink:
                 self._set_connected(False, reason)
             finally:
                 self._set_connected(False)
+            # The backoff starts over only after a session that lasted: a broker that drops us
+            # at once (another client taking our client id over) must not meet a reconnect storm.
+            if began is not None and time.monotonic() - began >= HEALTHY_SESSION_S:
+                delays, brief = backoff_delays(0.2, self.settings.reconnect_max_s), 0
+            elif began is not None:
+                brief += 1
+                if brief == BRIEF_SESSIONS:
+                    self._report_takeover()
             delay = next(delays)
             try:
                 await asyncio.wait_for(self._stopping.wait(), delay)
             except asyncio.TimeoutError:
                 self.reconnects += 1
+
+    def _report_takeover(self) -> None:
+        message = (
+            f"the MQTT broker dropped this daemon right after connecting {BRIEF_SESSIONS} times "
+            f"in a row: another client probably uses the client id '{self.client_id}' (a second "
+            f"Tektra for node '{self.node_id}'?); retrying with backoff"
+        )
+        log.error("%s", message)
+        self.bus.publish(ErrorRaised(None, "client_id_in_use", message))
 
     def _set_connected(self, connected: bool, detail: str = "") -> None:
         if not connected:
