@@ -147,9 +147,10 @@ def _constant(name: str) -> Any:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-# The id of a line that is not (or not all) JSON, when it is the object's first field.
+# The id of a line that is not (or not all) JSON, when it is the object's first field and is
+# complete (followed by `,` or `}`: a line cut inside `"id": 12` must not read as id 1).
 _LEADING_ID = re.compile(
-    rb'\A\s*\{\s*"id"\s*:\s*(-?[0-9]{1,40}(?![0-9.eE])|"(?:[^"\\\x00-\x1f]|\\.){0,256}")'
+    rb'\A\s*\{\s*"id"\s*:\s*(-?[0-9]{1,40}|"(?:[^"\\\x00-\x1f]|\\.){0,256}")\s*[,}]'
 )
 
 
