@@ -65,7 +65,7 @@ def discovery_payload(base: str, node_id: str, models: list[str]) -> dict[str, A
             "name": "Ask",
             "icon": "mdi:chat-question",
             "command_topic": f"{base}/command/ask",
-            "command_template": '{"id": "homeassistant", "text": {{ value | tojson }}}',
+            "command_template": '{"text": {{ value | tojson }}}',  # each ask gets its own id
             "min": 1,
             "max": 255,
             "mode": "text",
@@ -76,8 +76,8 @@ def discovery_payload(base: str, node_id: str, models: list[str]) -> dict[str, A
             "name": "Microphone",
             "icon": "mdi:microphone",
             "command_topic": f"{base}/command/microphone",
-            "payload_on": '{"id": "homeassistant", "on": true}',
-            "payload_off": '{"id": "homeassistant", "on": false}',
+            "payload_on": "ON",
+            "payload_off": "OFF",
             "state_topic": f"{base}/microphone",
             "state_on": "ON",
             "state_off": "OFF",
@@ -90,7 +90,7 @@ def discovery_payload(base: str, node_id: str, models: list[str]) -> dict[str, A
             "name": "Model",
             "icon": "mdi:brain",
             "command_topic": f"{base}/command/load_model",
-            "command_template": '{"id": "homeassistant", "model": {{ value | tojson }}}',
+            "command_template": '{"model": {{ value | tojson }}}',
             "state_topic": f"{base}/model",
             "options": models,
         }
