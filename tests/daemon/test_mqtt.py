@@ -155,6 +155,8 @@ async def test_broker_killed_and_restarted_mid_answer_delivers_the_answer_after_
     async with listening(mosquitto, [f"{BASE}/response"], **session) as after:
         delivered = await after.wait_for(lambda m: m.json()["id"] == "long", timeout_s=20)
         assert delivered.json()["text"] == f"You said: {question}"
+    # The subscriber may see the answer before the broker's PUBACK reaches the daemon.
+    await _until(client, lambda mqtt: mqtt["outbox"] == 0)
     status = (await client.call({"id": "s2", "cmd": "status"}))["result"]["mqtt"]
     assert status["connected"] is True and status["reconnects"] >= 1
     assert (status["outbox"], status["dropped"]) == (0, 0)

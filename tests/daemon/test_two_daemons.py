@@ -11,7 +11,14 @@ from pathlib import Path
 
 import aiomqtt
 
-from tests.daemon.conftest import Daemon, Mosquitto, SocketClient, echo_config, listening
+from tests.daemon.conftest import (
+    Daemon,
+    Mosquitto,
+    SocketClient,
+    echo_config,
+    free_port,
+    listening,
+)
 
 BASE = "tektra/testnode"
 
@@ -75,3 +82,28 @@ async def test_a_client_that_keeps_taking_our_client_id_is_reported_and_backed_o
     assert reported in daemon.log
     assert daemon.log.count("lost the MQTT broker") < 40  # backed off, not a storm
     assert daemon.stop() == 0
+
+
+async def test_a_second_daemon_on_the_same_embedded_port_exits_and_leaves_the_first_alone(
+    make_daemon: Callable[..., Daemon], plugin_site: Path, tmp_path: Path, short_dir: Path
+) -> None:
+    port = free_port()
+    mqtt_conf = f'broker = "embedded"\nembedded_port = {port}'
+    first = make_daemon(mqtt_conf)
+    broker = Mosquitto(tmp_path, port)  # not started: a client factory for the embedded broker
+    async with listening(broker, [f"{BASE}/status"]) as mqtt:
+        await mqtt.wait_for(lambda m: m.payload == b"online")
+        workdir = tmp_path / "second"
+        workdir.mkdir()
+        config = workdir / "models.toml"
+        config.write_text(echo_config(short_dir / "second.sock", mqtt_conf))
+        second = Daemon(config, short_dir / "second.sock", plugin_site)
+        second.start(wait=False)
+        assert second.process is not None
+        assert second.process.wait(timeout=30) == 1
+        client = await SocketClient.connect(first.socket)
+        status = (await client.call({"id": 1, "cmd": "status"}))["result"]["mqtt"]
+        assert (status["connected"], status["reconnects"]) == (True, 0)
+        await client.close()
+        assert mqtt.payloads(f"{BASE}/status") == ["online"]
+    assert first.stop() == 0
