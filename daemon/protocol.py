@@ -158,8 +158,8 @@ def read_json(data: bytes) -> Any:
     """`data` as JSON within our limits; a `bad_json` ProtocolError (with the id when a leading
     `"id"` field can still be read) for anything else."""
     try:
-        value = json.loads(data.decode("utf-8"), parse_int=_int, parse_float=_float,
-                           parse_constant=_constant)  # fmt: skip
+        text = data.decode("utf-8")
+        value = json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
     except UnicodeDecodeError as exc:
         raise ProtocolError("bad_json", f"not UTF-8 (byte {exc.start})", salvage_id(data)) from None
     except json.JSONDecodeError as exc:
@@ -223,8 +223,10 @@ def _problem(value: Any) -> str | None:
             for key, child in pairs:
                 if isinstance(key, str) and _SURROGATE.search(key):
                     return "a field name holds a lone surrogate (\\ud800-\\udfff), not text"
-                path = f"`{_shown(str(key))}`" if not where else f"{where[:-1]}.{_shown(str(key))}`"
-                stack.append((child, depth + 1, path))
+                if isinstance(child, str | dict | list):  # numbers and the like are fine
+                    name = _shown(str(key))
+                    path = f"`{name}`" if not where else f"{where[:-1]}.{name}`"
+                    stack.append((child, depth + 1, path))
     return None
 
 
