@@ -25,6 +25,7 @@ from daemon.events import (
     MicrophoneChanged,
     ModelChanged,
     ModelProgress,
+    RequestId,
     ResponseChunk,
     ResponseDone,
     StateChanged,
@@ -41,6 +42,10 @@ I/O there would stall every other answer."""
 
 class ShuttingDown(TektraError):
     code = "shutting_down"
+
+
+class NothingToReload(TektraError):
+    code = "no_config"
 
 
 class Assistant:
@@ -111,7 +116,7 @@ class Assistant:
 
     async def answer(
         self,
-        request_id: str,
+        request_id: RequestId,
         query: Query,
         on_chunk: ChunkSink | None = None,
         *,
@@ -143,7 +148,11 @@ class Assistant:
         return done
 
     async def _answer(
-        self, request_id: str, query: Query, on_chunk: ChunkSink | None, transcript: str | None
+        self,
+        request_id: RequestId,
+        query: Query,
+        on_chunk: ChunkSink | None,
+        transcript: str | None,
     ) -> ResponseDone:
         if transcript is not None:
             self.bus.publish(TranscriptReady(request_id, transcript))
@@ -198,7 +207,7 @@ class Assistant:
         describe are up and serving now.
         """
         if self.config_path is None:
-            raise TektraError("the daemon was started without a configuration file to reload")
+            raise NothingToReload("the daemon was started without a configuration file to reload")
         config, issues = check_file(self.config_path, self.registry.names())
         if issues or config is None:
             raise ConfigError(issues)

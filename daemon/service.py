@@ -77,7 +77,10 @@ class Service:
                 log.error("%s", exc.message)
                 self.bus.publish(ErrorRaised(None, exc.code, exc.message))
         if mqtt.broker != "none":
-            self.link = MqttLink(mqtt, self.config.daemon.node_id, self.bus, self.commands)
+            link = MqttLink(mqtt, self.config.daemon.node_id, self.bus, self.commands)
+            if self.broker is None:  # a broker of our own starts empty: no one else to find
+                await link.check_node_free()
+            self.link = link
             self.supervisor.spawn("mqtt", self.link.run)
         await self.socket.start()
         self.supervisor.spawn("socket", self.socket.run)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
-import itertools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from daemon.assistant import Assistant
 from daemon.config.schema import TektraConfig
 from daemon.errors import TektraError
-from daemon.events import ErrorRaised, PartialTranscript, PipelineNotice
+from daemon.events import ErrorRaised, PartialTranscript, PipelineNotice, new_request_id
 from daemon.manager.manager import Query
 from pipelines.events import DeviceState, PipelineError, PipelineState, Transcript
 
@@ -36,12 +35,11 @@ class VoiceBridge:
     def __init__(self, assistant: Assistant) -> None:
         self.assistant = assistant
         self.pipeline: Any = None
-        self._ids = itertools.count(1)
 
     async def handle(self, query: VoiceQuery) -> None:
         """The pipeline's query handler: answer what was said (wake phrase stripped); the
         `transcript` event carries it as heard."""
-        request_id = f"voice-{next(self._ids)}"
+        request_id = new_request_id("voice")
         if not query.continues:
             self.assistant.manager.forget_session(VOICE_SESSION)
         question = Query(query.text, VOICE_SESSION, images=query.images, audio=query.audio_wav)

@@ -26,11 +26,15 @@ from daemon.backends.registry import BackendRegistry
 from daemon.config.load import check_file
 from daemon.config.schema import BUILTIN_BACKENDS, ModelEntry, Preset, TektraConfig
 from daemon.errors import (
+    BackendDisabled,
     BackendError,
     ConfigIssue,
     GenerationError,
+    InputTooLong,
     NoBackendAvailable,
     TektraError,
+    UnknownBackend,
+    UnknownPreset,
 )
 from daemon.manager.conversation import Sessions, rough_tokens
 from daemon.manager.health import HealthBook
@@ -135,9 +139,9 @@ class UnifiedModelManager:
         if name is not None:
             if name not in self.registry:
                 known = ", ".join(self.registry.names())
-                raise TektraError(f"backend '{name}' is not installed (installed: {known})")
+                raise UnknownBackend(f"backend '{name}' is not installed (installed: {known})")
             if not self.config.backends.enabled(name):
-                raise TektraError(
+                raise BackendDisabled(
                     f"backend '{name}' is disabled: set [backends.{name}] enabled = true"
                 )
         self.forced_backend = name
@@ -268,7 +272,7 @@ class UnifiedModelManager:
     def _preset(self, name: str | None) -> Preset:
         key = name or self.config.daemon.preset
         if key not in self.config.presets:
-            raise TektraError(
+            raise UnknownPreset(
                 f"no preset '{key}' (presets: {', '.join(sorted(self.config.presets))})"
             )
         return self.config.presets[key]
@@ -348,7 +352,7 @@ class UnifiedModelManager:
 
         fixed = count(self.system_prompt) + count(query.text) + 16  # 16: the template's own tokens
         if fixed >= model.context_length:
-            raise TektraError(
+            raise InputTooLong(
                 f"the question and system prompt take about {fixed} tokens, more than model "
                 f"'{model.id}' can read ({model.context_length}); shorten them"
             )

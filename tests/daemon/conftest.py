@@ -352,6 +352,7 @@ class Recorded:
     topic: str
     payload: bytes
     retain: bool
+    qos: int = 1
 
     def json(self) -> Any:
         return json.loads(self.payload)
@@ -371,7 +372,8 @@ class MqttRecorder:
         self.subscribed.set()
         async for message in client.messages:
             payload = message.payload if isinstance(message.payload, bytes) else b""
-            self.messages.append(Recorded(message.topic.value, payload, message.retain))
+            record = Recorded(message.topic.value, payload, message.retain, message.qos)
+            self.messages.append(record)
             self._changed.set()
 
     def on(self, topic: str) -> list[Recorded]:

@@ -10,7 +10,7 @@ import pytest
 from daemon.config.schema import DaemonSettings
 from daemon.events import EventBus, MicrophoneChanged, StateChanged
 from daemon.outbox import Outbox, Outgoing
-from daemon.protocol import AskArgs, ProtocolError, decode_base64, parse_line, parse_payload
+from daemon.protocol import ProtocolError, decode_base64
 from daemon.socket_server import socket_path
 from daemon.supervisor import backoff_delays
 
@@ -46,38 +46,6 @@ async def test_outbox_ack_of_a_message_dropped_meanwhile_forgets_nothing_else() 
     box.put(message(2))  # drops message 1 while it is being published
     box.ack(in_flight)
     assert [m.topic for m in box._items] == ["t/2"]
-
-
-def test_a_socket_request_parses_into_its_command_and_typed_fields() -> None:
-    request = parse_line(b'{"id": 3, "cmd": "ask", "text": "hi", "model": "echo"}\n')
-    assert (request.id, request.command, request.key) == (3, "ask", "3")
-    assert request.args == AskArgs(text="hi", model="echo")
-
-
-@pytest.mark.parametrize(
-    ("line", "code", "message"),
-    [
-        (b'{"id": "\xc3\x28"}', "bad_json", "request is not JSON: 'utf-8' codec can't decode"),
-        (b'"text"', "bad_request", "request must be a JSON object, got a string"),
-        (b'{"id": true, "cmd": "status"}', "bad_request", "`id` must be a string or an integer"),
-        (b'{"id": 1, "cmd": 5}', "bad_request", "`cmd` must be a string"),
-        (
-            b'{"id": 1, "cmd": "push_audio", "pcm": "", "sample_rate": 4000}',
-            "bad_request",
-            "push_audio: `sample_rate`: must be at least 8000 (got 4000)",
-        ),
-    ],
-)
-def test_a_bad_request_names_its_problem(line: bytes, code: str, message: str) -> None:
-    with pytest.raises(ProtocolError) as caught:
-        parse_line(line)
-    assert caught.value.code == code
-    assert caught.value.message.startswith(message)
-
-
-def test_an_mqtt_payload_takes_its_command_from_the_topic() -> None:
-    request = parse_payload("switch_backend", b'{"id": "x", "backend": null}')
-    assert (request.command, request.id) == ("switch_backend", "x")
 
 
 def test_base64_fields_are_checked_for_size_and_alphabet() -> None:
