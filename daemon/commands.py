@@ -6,7 +6,9 @@ object for the reply. Streaming commands (ask, multimodal) also hand every chunk
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, Protocol
@@ -20,6 +22,7 @@ from daemon.protocol import (
     LoadModelArgs,
     MicrophoneArgs,
     MultimodalArgs,
+    NewConversationArgs,
     ProtocolError,
     PushAudioArgs,
     Request,
@@ -71,9 +74,17 @@ class Commands:
     def limits(self) -> DaemonSettings:
         return self.assistant.config.daemon
 
-    async def execute(self, request: Request, on_chunk: ChunkSink | None = None) -> dict[str, Any]:
+    async def execute(
+        self, request: Request, on_chunk: ChunkSink | None = None, *, session: str | None = None
+    ) -> dict[str, Any]:
+        """Run `request`; `session` is the caller's own conversation (None: each question
+        stands alone), used when the request names none."""
         if isinstance(request.args, AskArgs | MultimodalArgs):
-            return await self._answer(request, on_chunk)
+            return await self._answer(request, on_chunk, request.args.session or session)
+        if isinstance(request.args, NewConversationArgs):
+            name = request.args.session or session
+            forgotten = self.assistant.manager.forget_session(name) if name else 0
+            return {"session": request.args.session, "forgotten_exchanges": forgotten}
         handler = getattr(self, f"_{request.command}", None)
         if handler is None:  # subscribe: the front-end streams events itself
             raise TektraError(f"'{request.command}' is not a command this front-end can run")
@@ -82,8 +93,19 @@ class Commands:
 
     # --- answering ---------------------------------------------------------------------------
 
-    async def _answer(self, request: Request, on_chunk: ChunkSink | None) -> dict[str, Any]:
-        done = await self.assistant.answer(request.key, self._query(request), on_chunk)
+    def open_conversation(self) -> str:
+        """A new caller's own conversation: a name no other caller can guess or pick by chance."""
+        return f"caller-{uuid.uuid4().hex}"
+
+    def close_conversation(self, session: str) -> None:
+        """The caller went away: its conversation goes with it."""
+        self.assistant.manager.forget_session(session)
+
+    async def _answer(
+        self, request: Request, on_chunk: ChunkSink | None, session: str | None
+    ) -> dict[str, Any]:
+        query = dataclasses.replace(self._query(request), session=session)
+        done = await self.assistant.answer(request.key, query, on_chunk)
         wire = done.to_wire()
         del wire["event"], wire["id"]
         return wire
@@ -121,6 +143,7 @@ class Commands:
             "model": a.model,
             "backend": a.backend,
             "answers": a.answers,
+            "conversations": len(a.manager.sessions),
             "voice": self.voice is not None and self.voice.running,
             "uptime_s": round(time.monotonic() - self._started, 1),
             "backends": {
@@ -156,13 +179,14 @@ class Commands:
 
     async def _reload(self, _: Request) -> dict[str, Any]:
         try:
-            config = await self.assistant.reload()
+            done = await self.assistant.reload()
         except ConfigError as exc:
             raise ReloadRefused(
                 "models.toml is invalid; the running configuration is kept: "
                 + "; ".join(str(issue) for issue in exc.issues)
             ) from exc
-        return {"reloaded": True, "models": [m.id for m in config.models]}
+        models = [m.id for m in done.config.models]
+        return {"reloaded": True, "models": models, "kept": done.kept, "dropped": done.dropped}
 
     async def _push_audio(self, request: Request) -> dict[str, Any]:
         args = request.args
@@ -194,7 +218,5 @@ class Commands:
         return self._set_microphone(args.on)
 
     def _set_microphone(self, on: bool) -> dict[str, Any]:
-        if self.voice is not None:
-            self.voice.set_muted(not on)
-        self.assistant.set_muted(not on)
+        self.assistant.set_muted(not on)  # the microphone follows through `on_muted`
         return {"muted": not on}

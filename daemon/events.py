@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from daemon.states import StateName
+
 
 @dataclass(frozen=True)
 class Event:
@@ -31,7 +33,7 @@ class StateChanged(Event):
     """The assistant's state: idle, listening, transcribing, thinking, responding or error."""
 
     kind: ClassVar[str] = "state"
-    state: str
+    state: StateName
     detail: str = ""
     """Why, when the state is `error` (a lost device, a failed backend)."""
 

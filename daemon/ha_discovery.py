@@ -11,6 +11,8 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from daemon.states import STATE_NAMES
+
 
 def tektra_version() -> str:
     try:
@@ -37,7 +39,7 @@ def discovery_payload(base: str, node_id: str, models: list[str]) -> dict[str, A
             "icon": "mdi:robot",
             "state_topic": f"{base}/state",
             "device_class": "enum",
-            "options": ["idle", "listening", "transcribing", "thinking", "responding", "error"],
+            "options": list(STATE_NAMES),
         },
         f"{uid}_transcript": {
             "platform": "sensor",

@@ -120,6 +120,7 @@ class SocketServer:
             writer.close()
             return
         self.clients += 1
+        session = self.commands.open_conversation()  # this connection's own conversation
         tasks: set[asyncio.Task[None]] = set()
         try:
             while True:
@@ -137,7 +138,7 @@ class SocketServer:
                     await connection.send(error_reply(exc.request_id, exc.code, exc.message))
                     continue
                 task = asyncio.create_task(
-                    self._handle(connection, request), name=f"socket {request.command}"
+                    self._handle(connection, request, session), name=f"socket {request.command}"
                 )
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
@@ -151,9 +152,10 @@ class SocketServer:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self.commands.close_conversation(session)
             writer.close()
 
-    async def _handle(self, connection: Connection, request: Request) -> None:
+    async def _handle(self, connection: Connection, request: Request, session: str) -> None:
         try:
             if request.command == "subscribe":
                 await self._subscribe(connection, request)
@@ -164,7 +166,7 @@ class SocketServer:
                 async def on_chunk(text: str) -> None:
                     await connection.send({"id": request.id, "chunk": text})
 
-            result = await self.commands.execute(request, on_chunk)
+            result = await self.commands.execute(request, on_chunk, session=session)
             await connection.send({"id": request.id, "result": result})
         except TektraError as exc:
             await self._send_error(connection, request, exc.code, exc.message)

@@ -32,7 +32,7 @@ from daemon.errors import (
     NoBackendAvailable,
     TektraError,
 )
-from daemon.manager.conversation import Sessions, rough_tokens
+from daemon.manager.conversation import Conversation, Sessions, rough_tokens
 from daemon.manager.health import HealthBook
 from daemon.manager.memory import MemoryLedger
 from daemon.manager.query import Answer, BackendStatus, ModelInfo, Query
@@ -49,6 +49,7 @@ class UnifiedModelManager:
         registry: BackendRegistry | None = None,
         config_path: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sessions: Sessions | None = None,
     ) -> None:
         self.config = config
         self.registry = registry or BackendRegistry()
@@ -59,10 +60,15 @@ class UnifiedModelManager:
         self._memory = MemoryLedger(
             config.memory_limits.total_mb, dict(config.memory_limits.backends)
         )
-        self._sessions = Sessions()
+        self._sessions = sessions if sessions is not None else Sessions()
+        """Conversations outlive the manager: a reload hands them to the next one."""
+        self._counts: dict[tuple[str, str], int] = {}  # (tokenizer, text) -> tokens
         self._load_lock = asyncio.Lock()  # one load/evict decision at a time
         self.system_prompt = config.daemon.system_prompt
         self.forced_backend: str | None = None
+        self.active_model: str | None = None
+        """The model `load_model` chose last; it answers queries that name none (else the
+        configured default does)."""
         self.on_progress: Callable[[str, str, str], None] | None = None
         """`(backend, model_id, status)` for slow work a backend reports (Ollama pulls)."""
 
@@ -76,6 +82,7 @@ class UnifiedModelManager:
         for name in order:
             try:
                 await self._ensure_loaded(model, name)
+                self.active_model = model.id
                 return name
             except BackendError as exc:
                 errors.append(self._failed(name, exc))
@@ -99,7 +106,7 @@ class UnifiedModelManager:
         self,
         text: str,
         *,
-        session: str = "default",
+        session: str | None = None,
         model: str | None = None,
         preset: str | None = None,
     ) -> AsyncIterator[str]:
@@ -110,7 +117,7 @@ class UnifiedModelManager:
         self,
         text: str,
         *,
-        session: str = "default",
+        session: str | None = None,
         model: str | None = None,
         preset: str | None = None,
     ) -> str:
@@ -123,7 +130,7 @@ class UnifiedModelManager:
         audio: bytes | None = None,
         video: Sequence[bytes] = (),
         *,
-        session: str = "default",
+        session: str | None = None,
         model: str | None = None,
         preset: str | None = None,
     ) -> str:
@@ -145,8 +152,20 @@ class UnifiedModelManager:
     def set_system_prompt(self, prompt: str) -> None:
         self.system_prompt = prompt
 
-    def forget_session(self, session: str) -> None:
-        self._sessions.forget(session)
+    def forget_session(self, session: str) -> int:
+        """Start `session` afresh; returns how many exchanges it held."""
+        return self._sessions.forget(session)
+
+    def current(self) -> tuple[str, str] | None:
+        """(model id, backend) of the model that answers queries naming none, while it is
+        loaded; None when it is not (never loaded, failed, or unloaded to make room)."""
+        model_id = self.default_model_id
+        holder = self._memory.backend_of(model_id) if model_id is not None else None
+        return (model_id, holder) if model_id is not None and holder is not None else None
+
+    @property
+    def default_model_id(self) -> str | None:
+        return self.active_model or self.config.default_model_id
 
     def list_models(self) -> list[ModelInfo]:
         return [self._info(m) for m in self.config.models]
@@ -160,6 +179,41 @@ class UnifiedModelManager:
             if self.config.backends.enabled(name) and name not in self.registry:
                 issues.append(ConfigIssue(f"backends.{name}", "enabled but not installed"))
         return issues
+
+    @property
+    def sessions(self) -> Sessions:
+        return self._sessions
+
+    def adopt_choices(self, old: UnifiedModelManager) -> tuple[list[str], list[str]]:
+        """Take over what commands chose on `old` (the manager before a reload).
+
+        A choice is kept unless the new configuration changed that same setting (the file then
+        wins) or no longer allows it. Returns (kept, dropped), each in words."""
+        kept: list[str] = []
+        dropped: list[str] = []
+        was, now = old.config, self.config
+        if old.system_prompt != was.daemon.system_prompt:
+            if now.daemon.system_prompt != was.daemon.system_prompt:
+                dropped.append("set_system_prompt: models.toml now sets [daemon] system_prompt")
+            else:
+                self.system_prompt = old.system_prompt
+                kept.append("set_system_prompt")
+        if old.forced_backend is not None:
+            try:
+                self.switch_backend(old.forced_backend)
+                kept.append(f"switch_backend {old.forced_backend}")
+            except TektraError as exc:
+                dropped.append(f"switch_backend {old.forced_backend}: {exc.message}")
+        chosen = old.active_model
+        if chosen is not None and chosen != was.default_model_id:
+            if now.default_model_id != was.default_model_id:
+                dropped.append(f"load_model {chosen}: models.toml now sets [daemon] default_model")
+            elif now.model(chosen) is None:
+                dropped.append(f"load_model {chosen}: models.toml no longer has that model")
+            else:
+                self.active_model = chosen
+                kept.append(f"load_model {chosen}")
+        return kept, dropped
 
     async def close(self) -> None:
         for backend in self._backends.values():
@@ -275,9 +329,7 @@ class UnifiedModelManager:
 
     async def _stream(self, answer: Answer) -> AsyncIterator[str]:
         query = answer.query
-        model = choose_model(
-            self.config.models, query.model, self.config.default_model_id, query.needs
-        )
+        model = choose_model(self.config.models, query.model, self.default_model_id, query.needs)
         preset = self._preset(query.preset)
         images = await asyncio.to_thread(self._media, query) if query.needs != {"text"} else ()
         order, skipped = self._order(model, query.needs)
@@ -312,7 +364,7 @@ class UnifiedModelManager:
                 resident.busy -= 1
                 resident.last_used = self._clock()
             self._health.record_success(name)
-            if answer.stats.finish_reason != "cancelled":
+            if answer.stats.finish_reason != "cancelled" and query.session is not None:
                 self._sessions.get(query.session).add(query.text, answer.text)
             return
         raise NoBackendAvailable(
@@ -342,11 +394,16 @@ class UnifiedModelManager:
         backend: Backend,
         images: tuple[bytes, ...],
     ) -> GenerationRequest:
+        tokenizer = f"{type(backend).name}:{model.id}"
+        if backend.count_tokens(model.id, "") is None:
+            tokenizer = "rough"
+
         def count(text: str) -> int:
             exact = backend.count_tokens(model.id, text)
             return exact if exact is not None else rough_tokens(text)
 
-        fixed = count(self.system_prompt) + count(query.text) + 16  # 16: the template's own tokens
+        fixed = self._count(tokenizer, self.system_prompt, count) + count(query.text) + 16
+        # 16: the template's own tokens
         if fixed >= model.context_length:
             raise TektraError(
                 f"the question and system prompt take about {fixed} tokens, more than model "
@@ -354,14 +411,25 @@ class UnifiedModelManager:
             )
         room = model.context_length - fixed - preset.max_tokens
         budget = max(0, min(self.config.daemon.history_tokens, room))
-        conversation = self._sessions.get(query.session)
-        messages = conversation.messages(self.system_prompt, query.text, budget, count)
+        conversation = (
+            self._sessions.get(query.session) if query.session is not None else Conversation()
+        )
+        messages = conversation.messages(self.system_prompt, query.text, budget, count, tokenizer)
         return GenerationRequest(
             messages,
             GenerationParams.from_preset(preset, tuple(model.stop)),
             images=images,
             audio=query.audio if "audio" in model.capabilities else None,
         )
+
+    def _count(self, tokenizer: str, text: str, count: Callable[[str], int]) -> int:
+        """Tokens of a text that comes back with every query (the system prompt), counted once."""
+        key = (tokenizer, text)
+        if key not in self._counts:
+            if len(self._counts) > 64:
+                self._counts.clear()
+            self._counts[key] = count(text)
+        return self._counts[key]
 
     def _info(self, model: ModelEntry) -> ModelInfo:
         holder = self._memory.backend_of(model.id)

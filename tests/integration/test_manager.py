@@ -220,7 +220,7 @@ async def test_history_beyond_the_token_budget_is_left_out(
     )
     manager = UnifiedModelManager(config, registry=plugin)
     for question in ("one", "two", "three"):
-        await manager.process_input(question)
+        await manager.process_input(question, session="kitchen")
     last = recorder(manager).generations()[-1]
     # Each earlier exchange costs 4 tokens ("two" + "You said: two"): only the latest fits in 5.
     assert [m.content for m in last.messages if m.role != "system"] == [
