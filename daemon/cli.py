@@ -194,7 +194,7 @@ def _models(config: TektraConfig, path: Path, sock: Path, args: argparse.Namespa
         return 0
     client = _connect(sock)
     if client is None:
-        print(_table(UnifiedModelManager(config, config_path=path).list_models()))
+        print(_table(asyncio.run(UnifiedModelManager(config, config_path=path).list_models())))
         return 0
     with client:
         listed = client.call("models")["models"]

@@ -153,7 +153,7 @@ class Commands:
         }
 
     async def _models(self, _: Request) -> dict[str, Any]:
-        return {"models": [asdict(m) for m in self.assistant.manager.list_models()]}
+        return {"models": [asdict(m) for m in await self.assistant.manager.list_models()]}
 
     async def _load_model(self, request: Request) -> dict[str, Any]:
         args = request.args
@@ -174,7 +174,7 @@ class Commands:
         return {"system_prompt": args.prompt}
 
     async def _validate(self, _: Request) -> dict[str, Any]:
-        issues = self.assistant.manager.validate_config()
+        issues = await self.assistant.manager.validate_config()
         return {"ok": not issues, "issues": [str(issue) for issue in issues]}
 
     async def _reload(self, _: Request) -> dict[str, Any]:

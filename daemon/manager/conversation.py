@@ -35,8 +35,8 @@ class Conversation:
     turns: list[tuple[str, str]] = field(default_factory=list)
     """Earlier (user, assistant) exchanges, oldest first."""
     last_used: float = 0.0
-    _costs: list[dict[str, int]] = field(default_factory=list, repr=False)
-    """Tokens of each exchange, by tokenizer key; parallel to `turns`."""
+    _costs: list[dict[str, tuple[int | None, int | None]]] = field(default_factory=list, repr=False)
+    """Tokens of each exchange's question and answer, by tokenizer; parallel to `turns`."""
 
     def messages(
         self,
@@ -65,15 +65,22 @@ class Conversation:
 
     def _cost(self, index: int, count: TokenCounter, tokenizer: str) -> int:
         self._costs += [{} for _ in range(len(self.turns) - len(self._costs))]
-        costs = self._costs[index]
-        if tokenizer not in costs:
-            question, answer = self.turns[index]
-            costs[tokenizer] = count(question) + count(answer)
-        return costs[tokenizer]
+        known = self._costs[index].get(tokenizer, (None, None))
+        question, answer = self.turns[index]
+        cost = (
+            known[0] if known[0] is not None else count(question),
+            known[1] if known[1] is not None else count(answer),
+        )
+        self._costs[index][tokenizer] = cost
+        return cost[0] + cost[1]
 
-    def add(self, user: str, assistant: str, keep: int = 64) -> None:
+    def add(
+        self, user: str, assistant: str, user_tokens: dict[str, int] | None = None, keep: int = 64
+    ) -> None:
+        """Add an exchange; `user_tokens` are the question's tokens already counted, by
+        tokenizer."""
         self.turns.append((user, assistant))
-        self._costs.append({})
+        self._costs.append({k: (n, None) for k, n in (user_tokens or {}).items()})
         del self.turns[:-keep]
         del self._costs[:-keep]
 

@@ -167,14 +167,16 @@ class UnifiedModelManager:
     def default_model_id(self) -> str | None:
         return self.active_model or self.config.default_model_id
 
-    def list_models(self) -> list[ModelInfo]:
-        return [self._info(m) for m in self.config.models]
+    async def list_models(self) -> list[ModelInfo]:
+        return [await self._info(m) for m in self.config.models]
 
-    def validate_config(self) -> list[ConfigIssue]:
+    async def validate_config(self) -> list[ConfigIssue]:
         """Problems with the configuration file on disk and with the backends it relies on."""
         issues: list[ConfigIssue] = []
         if self._config_path is not None:
-            issues += check_file(self._config_path, self.registry.names())[1]
+            # Reading and checking the file is disk work: off the loop.
+            checked = await asyncio.to_thread(check_file, self._config_path, self.registry.names())
+            issues += checked[1]
         for name in BUILTIN_BACKENDS:
             if self.config.backends.enabled(name) and name not in self.registry:
                 issues.append(ConfigIssue(f"backends.{name}", "enabled but not installed"))
@@ -301,8 +303,8 @@ class UnifiedModelManager:
             if resident is not None:
                 resident.last_used = self._clock()
                 return backend
-            spec = self._spec(model)
-            mb = model.memory_mb or backend.estimate_memory_mb(spec)
+            spec, estimate = await asyncio.to_thread(self._estimate, model, backend)
+            mb = model.memory_mb or estimate
             for old in self._memory.plan(model.id, name, mb):
                 await self.backend(old.backend).unload(old.model_id)
                 self._memory.remove(old.model_id, old.backend)
@@ -344,7 +346,7 @@ class UnifiedModelManager:
             assert resident is not None
             resident.busy += 1
             try:
-                request = self._request(query, model, preset, backend, images)
+                request, counted = self._request(query, model, preset, backend, images)
                 answer.model_id, answer.backend, answer.stats = model.id, name, GenerationStats()
                 streamed = False
                 try:
@@ -365,7 +367,7 @@ class UnifiedModelManager:
                 resident.last_used = self._clock()
             self._health.record_success(name)
             if answer.stats.finish_reason != "cancelled" and query.session is not None:
-                self._sessions.get(query.session).add(query.text, answer.text)
+                self._sessions.get(query.session).add(query.text, answer.text, counted)
             return
         raise NoBackendAvailable(
             f"no backend could answer with model '{model.id}': {self._why(errors + skipped)}"
@@ -393,17 +395,20 @@ class UnifiedModelManager:
         preset: Preset,
         backend: Backend,
         images: tuple[bytes, ...],
-    ) -> GenerationRequest:
-        tokenizer = f"{type(backend).name}:{model.id}"
-        if backend.count_tokens(model.id, "") is None:
-            tokenizer = "rough"
+    ) -> tuple[GenerationRequest, dict[str, int]]:
+        """The request, and the question's tokens by tokenizer (kept with its exchange)."""
 
         def count(text: str) -> int:
             exact = backend.count_tokens(model.id, text)
             return exact if exact is not None else rough_tokens(text)
 
-        fixed = self._count(tokenizer, self.system_prompt, count) + count(query.text) + 16
+        # Only the new question is counted afresh; the system prompt and earlier exchanges keep
+        # their counts, per tokenizer (exact once the model is loaded, else rough).
+        exact = backend.count_tokens(model.id, query.text)
+        tokenizer = f"{type(backend).name}:{model.id}" if exact is not None else "rough"
+        question = exact if exact is not None else rough_tokens(query.text)
         # 16: the template's own tokens
+        fixed = self._count(tokenizer, self.system_prompt, count) + question + 16
         if fixed >= model.context_length:
             raise TektraError(
                 f"the question and system prompt take about {fixed} tokens, more than model "
@@ -415,12 +420,13 @@ class UnifiedModelManager:
             self._sessions.get(query.session) if query.session is not None else Conversation()
         )
         messages = conversation.messages(self.system_prompt, query.text, budget, count, tokenizer)
-        return GenerationRequest(
+        request = GenerationRequest(
             messages,
             GenerationParams.from_preset(preset, tuple(model.stop)),
             images=images,
             audio=query.audio if "audio" in model.capabilities else None,
         )
+        return request, {tokenizer: question}
 
     def _count(self, tokenizer: str, text: str, count: Callable[[str], int]) -> int:
         """Tokens of a text that comes back with every query (the system prompt), counted once."""
@@ -431,7 +437,13 @@ class UnifiedModelManager:
             self._counts[key] = count(text)
         return self._counts[key]
 
-    def _info(self, model: ModelEntry) -> ModelInfo:
+    def _estimate(self, model: ModelEntry, backend: Backend | None) -> tuple[ModelSpec, int]:
+        """The model's spec and its memory on `backend`: file-system work (the GGUF header walk
+        among it), run on a worker thread."""
+        spec = self._spec(model)
+        return spec, backend.estimate_memory_mb(spec) if backend is not None else 0
+
+    async def _info(self, model: ModelEntry) -> ModelInfo:
         holder = self._memory.backend_of(model.id)
         resident = self._memory.get(model.id, holder) if holder else None
         problem = None
@@ -439,9 +451,9 @@ class UnifiedModelManager:
         preferred = list(model.backend_preferences or self.config.backends.default)
         candidate = holder or next((b for b in preferred if b in self.registry), None)
         try:
-            spec = self._spec(model)
-            if memory is None and candidate is not None:
-                memory = self.backend(candidate).estimate_memory_mb(spec)
+            backend = self.backend(candidate) if memory is None and candidate else None
+            _, estimate = await asyncio.to_thread(self._estimate, model, backend)
+            memory = memory if backend is None else estimate
         except TektraError as exc:
             problem = exc.message
         return ModelInfo(
