@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +37,9 @@ from daemon.states import StateName
 
 log = logging.getLogger("tektra.assistant")
 
-ChunkSink = Callable[[str], Awaitable[None]]
+ChunkSink = Callable[[str], None]
+"""Takes each chunk without waiting: it is called under the answer lock, so awaiting a client's
+I/O there would stall every other answer."""
 
 
 class ShuttingDown(TektraError):
@@ -188,7 +190,7 @@ class Assistant:
                 self.bus.publish(ResponseChunk(request_id, seq, chunk))
                 seq += 1
                 if on_chunk is not None:
-                    await on_chunk(chunk)
+                    on_chunk(chunk)
         except BaseException:
             self.settle()
             raise

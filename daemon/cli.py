@@ -18,7 +18,13 @@ from typing import Any
 
 from daemon.backends.registry import BackendRegistry
 from daemon.client import DaemonClient, DaemonError, DaemonUnreachable
-from daemon.config.load import check_file, default_config_path, load_config
+from daemon.config.load import (
+    SYSTEM_CONFIG,
+    ConfigNotFound,
+    default_config_path,
+    inspect_file,
+    load_config,
+)
 from daemon.config.schema import TektraConfig
 from daemon.errors import ConfigError, TektraError
 from daemon.manager.manager import ModelInfo, Query, UnifiedModelManager
@@ -30,7 +36,13 @@ PUSH_SECONDS = 0.5  # audio per push_audio request: small lines, steady feed
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    path: Path = args.config or default_config_path()
+    try:
+        path: Path = args.config or default_config_path()
+    except ConfigNotFound as exc:
+        if args.command != "service":
+            print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+            return 1
+        path = SYSTEM_CONFIG  # a unit may name the file before it is written
     try:
         if args.command == "validate":
             return _validate(path)
@@ -120,14 +132,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _validate(path: Path) -> int:
-    _config, issues = check_file(path, BackendRegistry().names())
+    _config, issues, notes = inspect_file(path, BackendRegistry().names())
     if issues:
         print(f"{path}: {len(issues)} error(s)")
         for issue in issues:
             print(f"  {issue}")
-        return 1
-    print(f"{path}: OK")
-    return 0
+    else:
+        print(f"{path}: OK")
+    for note in notes:  # old spellings understood: each names today's spelling
+        print(f"  note: {note}")
+    return 1 if issues else 0
 
 
 def _connect(sock: Path, timeout_s: float | None = None) -> DaemonClient | None:

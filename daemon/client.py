@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.errors import TektraError
+from daemon.socket_access import check_before_connecting
 
 
 class DaemonUnreachable(TektraError):
@@ -33,6 +34,7 @@ class DaemonError(TektraError):
 class DaemonClient:
     def __init__(self, path: Path, timeout_s: float | None = None) -> None:
         self.path = path
+        check_before_connecting(path)
         self._ids = itertools.count(1)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.settimeout(timeout_s)
@@ -65,9 +67,12 @@ class DaemonClient:
         """Reply lines for `request_id` as they arrive; an `error` reply raises DaemonError."""
         for raw in self._file:
             reply = json.loads(raw)
+            error = reply.get("error")
+            if reply.get("id") is None and error is not None:
+                # About the connection itself (refused, idle, line_timeout): it ends here.
+                raise DaemonError(error["code"], error["message"])
             if reply.get("id") != request_id:
                 continue
-            error = reply.get("error")
             if error is not None:
                 raise DaemonError(error["code"], error["message"])
             yield reply

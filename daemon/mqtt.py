@@ -23,13 +23,13 @@ import aiomqtt
 
 from daemon.commands import Commands
 from daemon.config.schema import MqttSettings
+from daemon.config.urls import redact
 from daemon.errors import TektraError
 from daemon.events import (
     BrokerLink,
     ErrorRaised,
     Event,
     EventBus,
-    MicrophoneChanged,
     ModelChanged,
     PartialTranscript,
     ResponseChunk,
@@ -40,6 +40,7 @@ from daemon.events import (
 from daemon.ha_discovery import discovery_payload, discovery_topic
 from daemon.outbox import Outbox, Outgoing
 from daemon.protocol import STREAMING, ProtocolError, Request, parse_payload
+from daemon.retained import RetainedTopics
 from daemon.supervisor import backoff_delays, run_together
 
 log = logging.getLogger("tektra.mqtt")
@@ -58,7 +59,7 @@ def broker_address(settings: MqttSettings) -> BrokerAddress:
     url = urlsplit(settings.broker)
     tls = url.scheme == "mqtts"
     if not url.hostname:
-        raise TektraError(f"[mqtt] broker {settings.broker!r} names no host")
+        raise TektraError(f"[mqtt] broker {redact(settings.broker)!r} names no host")
     return BrokerAddress(url.hostname, url.port or (8883 if tls else 1883), tls)
 
 
@@ -101,6 +102,7 @@ class MqttLink:
         self.bus = bus
         self.commands = commands
         self.outbox = Outbox(settings.outbox_size)
+        self.retained = RetainedTopics(self.base, settings.qos, commands.assistant, bus.started)
         self.connected = False
         self.reconnects = 0
         self._stopping = asyncio.Event()
@@ -109,7 +111,7 @@ class MqttLink:
     def status(self) -> dict[str, Any]:
         return {
             "mqtt": {
-                "broker": self.settings.broker,
+                "broker": redact(self.settings.broker),
                 "connected": self.connected,
                 "outbox": len(self.outbox),
                 "dropped": self.outbox.dropped,
@@ -134,7 +136,7 @@ class MqttLink:
     async def _collect(self) -> None:
         with self.bus.subscribe(maxsize=self.settings.outbox_size) as events:
             async for event in events:
-                for message in self.messages_for(event):
+                for message in [*self.messages_for(event), *self.retained.messages_for(event)]:
                     self.outbox.put(message)
 
     def messages_for(self, event: Event) -> list[Outgoing]:
@@ -149,9 +151,6 @@ class MqttLink:
         if isinstance(event, ResponseDone | TranscriptReady | ErrorRaised):
             topic = {"response": "response", "transcript": "transcript", "error": "error"}
             return [self._json(topic[event.kind], event)]
-        if isinstance(event, MicrophoneChanged):
-            on = b"OFF" if event.muted else b"ON"
-            return [Outgoing(f"{self.base}/microphone", on, qos, True, keep=False)]
         if isinstance(event, ModelChanged):
             return [Outgoing(f"{self.base}/model", event.model.encode(), qos, True, keep=False)]
         return []
@@ -195,7 +194,9 @@ class MqttLink:
                 if self.connected:
                     log.warning("lost the MQTT broker (%s); reconnecting", reason)
                 else:
-                    log.warning("cannot reach the MQTT broker %s: %s", self.settings.broker, reason)
+                    log.warning(
+                        "cannot reach the MQTT broker %s: %s", redact(self.settings.broker), reason
+                    )
                 self._set_connected(False, reason)
             finally:
                 self._set_connected(False)
@@ -212,7 +213,7 @@ class MqttLink:
             self.connected = connected
             self.bus.publish(BrokerLink(connected, detail))
             if connected:
-                log.info("connected to the MQTT broker %s", self.settings.broker)
+                log.info("connected to the MQTT broker %s", redact(self.settings.broker))
 
     async def _session(self, client: aiomqtt.Client) -> None:
         # Live messages queue from the moment the broker answers, so an answer that starts while
@@ -254,21 +255,26 @@ class MqttLink:
 
     async def _publish_discovery(self, client: aiomqtt.Client) -> None:
         models = [m.id for m in self.commands.assistant.config.models]
-        payload = discovery_payload(self.base, self.node_id, models)
+        url = self.settings.discovery_configuration_url
+        payload = discovery_payload(self.base, self.node_id, models, url)
         topic = discovery_topic(self.settings.discovery_prefix, self.node_id)
         await client.publish(topic, json.dumps(payload).encode(), qos=1, retain=True)
 
     async def _publish_snapshot(self, client: aiomqtt.Client) -> None:
-        """The retained present: state, microphone and model, for anyone who subscribes later."""
+        """The retained present: state, model and `daemon.retained`'s topics, for anyone who
+        subscribes later."""
         assistant = self.commands.assistant
-        retained = {
+        retained: dict[str, str] = {
             "state": assistant.state,
-            "microphone": "OFF" if assistant.muted else "ON",
         }
         if assistant.model is not None:
             retained["model"] = assistant.model
         for sub, value in retained.items():
             await client.publish(f"{self.base}/{sub}", value.encode(), qos=1, retain=True)
+        outbox = self.outbox
+        stats = {"waiting": len(outbox), "dropped": outbox.dropped, "reconnects": self.reconnects}
+        for message in self.retained.snapshot(**stats):
+            await client.publish(message.topic, message.payload, qos=1, retain=True)
 
     # --- incoming ----------------------------------------------------------------------------
 

@@ -161,8 +161,6 @@ class Service:
         self.notifier.ready(f"ready: model {self.assistant.model or '-'}")
 
     def _links(self) -> dict[str, Any]:
-        links: dict[str, Any] = {
-            "socket": {"path": str(self.socket.path), "clients": self.socket.clients}
-        }
+        links: dict[str, Any] = {"socket": self.socket.status()}
         links.update(self.link.status() if self.link is not None else {"mqtt": None})
         return links

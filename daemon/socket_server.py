@@ -4,13 +4,15 @@ Each line is one request (`{"id": …, "cmd": …, …}`, see daemon.protocol); 
 so a long answer or a `subscribe` never holds up the next request on the same connection. Every
 reply line carries the request's id. A bad line of any kind is answered with
 `{"id", "error": {"code", "message"}}` and the connection stays open.
+
+Only our own user, root and `socket_group` are served (daemon.socket_access); no client can hold
+the others up (daemon.socket_connection); at shutdown every request still open gets a last line.
 """
 
 from __future__ import annotations
 
 import asyncio
-import grp
-import json
+import contextlib
 import logging
 import os
 import socket
@@ -22,38 +24,24 @@ from daemon.config.schema import DaemonSettings
 from daemon.errors import TektraError
 from daemon.events import EventBus
 from daemon.protocol import STREAMING, ProtocolError, Request, error_reply, parse_line
+from daemon.socket_access import (
+    Peer,
+    PeerCheck,
+    group_id,
+    peer_of,
+    prepare_directory,
+    socket_path,
+)
+from daemon.socket_connection import ClientConnection
+
+__all__ = ["SocketServer", "socket_path"]
 
 log = logging.getLogger("tektra.socket")
 
 
-def socket_path(settings: DaemonSettings) -> Path:
-    """`[daemon].socket`, else systemd's `$RUNTIME_DIRECTORY/tektra.sock`, else
-    `$XDG_RUNTIME_DIR/tektra/tektra.sock`, else `/run/tektra/tektra.sock` as root, else a
-    per-user directory under /tmp."""
-    if settings.socket:
-        return Path(settings.socket).expanduser()
-    if os.environ.get("RUNTIME_DIRECTORY"):  # systemd's RuntimeDirectory= (the system unit)
-        return Path(os.environ["RUNTIME_DIRECTORY"].split(":")[0]) / "tektra.sock"
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        return Path(runtime) / "tektra/tektra.sock"
-    if os.geteuid() == 0:
-        return Path("/run/tektra/tektra.sock")
-    return Path(f"/tmp/tektra-{os.geteuid()}/tektra.sock")
-
-
-class Connection:
-    """One client: replies are written whole, one line at a time, whichever task sends them."""
-
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self.writer = writer
-        self._lock = asyncio.Lock()
-
-    async def send(self, message: dict[str, Any]) -> None:
-        data = json.dumps(message, ensure_ascii=False).encode() + b"\n"
-        async with self._lock:
-            self.writer.write(data)
-            await self.writer.drain()
+STOPPING = "the daemon is stopping; this request was not finished"
+FAREWELL_S = 0.5
+"""At shutdown, how long clients get to read their last lines before their connections go."""
 
 
 class SocketServer:
@@ -64,98 +52,137 @@ class SocketServer:
         self.settings = settings
         self.commands = commands
         self.bus = bus
-        self.clients = 0
+        self.dropped_slow = 0
+        """Clients disconnected because they stopped reading their replies."""
         self._server: asyncio.Server | None = None
+        self._peers = PeerCheck(settings.socket_group)
+        # Each connection runs in a task of ours (not one asyncio's server makes), so shutdown
+        # can end them in order, and none is left for asyncio.run to cancel.
+        self._sessions: dict[asyncio.Task[None], _Session] = {}
+
+    @property
+    def clients(self) -> int:
+        """Clients being served now (the ones refused are not counted)."""
+        return sum(1 for session in self._sessions.values() if session.served)
+
+    def status(self) -> dict[str, Any]:
+        return {"path": str(self.path), "clients": self.clients, "dropped_slow": self.dropped_slow}
 
     async def start(self) -> None:
-        """Bind the socket with its permissions; fails if another daemon is serving it."""
+        """Bind the socket with its permissions; fails if another daemon is serving it, or if
+        its directory is not ours alone."""
         self._prepare()
-        self._server = await asyncio.start_unix_server(
-            self._serve_client, path=str(self.path), limit=self.settings.max_request_bytes
-        )
-        self._set_permissions()
+        try:
+            self._server = await asyncio.start_unix_server(self._accept, path=str(self.path))
+        except OSError as exc:
+            raise TektraError(f"cannot listen on {self.path}: {exc.strerror or exc}") from exc
+        try:
+            self._set_permissions()
+        except OSError as exc:
+            self._server.close()
+            raise TektraError(f"cannot set the mode of {self.path}: {exc.strerror}") from exc
         log.info("listening on %s", self.path)
 
     async def run(self) -> None:
-        """Serve until cancelled (binding first if `start` was not called); the socket file is
-        removed on the way out."""
+        """Serve until cancelled (binding first if `start` was not called); on the way out every
+        client is told, and the socket file is removed."""
         if self._server is None:
             await self.start()
         assert self._server is not None
         try:
-            async with self._server:
-                await self._server.serve_forever()
+            # The server already accepts. Not serve_forever(): from Python 3.12 its cancellation
+            # waits for every connection to close, before the farewell below could close them.
+            await asyncio.get_running_loop().create_future()
         finally:
+            self._server.close()
             self._server = None
             self.path.unlink(missing_ok=True)
+            await self._farewell()
 
     def _prepare(self) -> None:
-        parent = self.path.parent
-        if not parent.exists():
-            parent.mkdir(parents=True, mode=0o750 if self.settings.socket_group else 0o700)
+        prepare_directory(self.path, self._peers.gid)
         if self.path.exists() or self.path.is_symlink():
             if _is_live(self.path):
                 raise TektraError(f"another daemon is serving {self.path}; stop it first")
             self.path.unlink()  # left behind by a daemon that was killed
 
     def _set_permissions(self) -> None:
-        group = self.settings.socket_group
-        if group is None:
+        gid = group_id(self.settings.socket_group)
+        if gid is None:
             os.chmod(self.path, 0o600)
             return
-        try:
-            gid = grp.getgrnam(group).gr_gid
-        except KeyError as exc:
-            raise TektraError(f"[daemon] socket_group: no group named '{group}'") from exc
         os.chown(self.path, -1, gid)
         os.chmod(self.path, 0o660)
 
-    async def _serve_client(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        connection = Connection(writer)
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = peer_of(writer.get_extra_info("socket"))
+        name = f"pid {peer.pid}" if peer is not None else "(unknown pid)"
+
+        def dropped() -> None:
+            self.dropped_slow += 1
+
+        connection = ClientConnection(reader, writer, self.settings, name, dropped)
+        session = _Session(connection)
+        task = asyncio.create_task(self._serve(session, peer), name=f"socket client {name}")
+        self._sessions[task] = session
+        task.add_done_callback(self._sessions.pop)
+
+    async def _serve(self, session: _Session, peer: Peer | None) -> None:
+        connection = session.connection
+        refusal = await self._peers.refusal(peer)
+        if refusal is not None:
+            log.warning("refused a socket client: %s", refusal)
+            message = "this daemon serves only its own user and its socket_group"
+            await connection.turn_away("forbidden", message)
+            return
         if self.clients >= self.settings.max_clients:
             message = f"too many clients (max_clients = {self.settings.max_clients})"
-            await connection.send(error_reply(None, "too_many_clients", message))
-            writer.close()
+            await connection.turn_away("too_many_clients", message)
             return
-        self.clients += 1
-        session = self.commands.open_conversation()  # this connection's own conversation
-        tasks: set[asyncio.Task[None]] = set()
+        session.served = True
+        tasks = session.tasks
+        conversation = self.commands.open_conversation()  # this connection's own conversation
         try:
             while True:
-                line = await _read_line(reader, self.settings.max_request_bytes)
-                if line is None:
+                line = await connection.next_line(lambda: bool(tasks))
+                if line is None or connection.closed:  # closed: dropped, or the daemon stops
                     break
                 if isinstance(line, ProtocolError):
-                    await connection.send(error_reply(None, line.code, line.message))
+                    connection.send(error_reply(None, line.code, line.message))
                     continue
                 if not line.strip():
                     continue
                 try:
                     request = parse_line(line)
                 except ProtocolError as exc:
-                    await connection.send(error_reply(exc.request_id, exc.code, exc.message))
+                    connection.send(error_reply(exc.request_id, exc.code, exc.message))
                     continue
                 task = asyncio.create_task(
-                    self._handle(connection, request, session), name=f"socket {request.command}"
+                    self._handle(connection, request, conversation),
+                    name=f"socket {request.command}",
                 )
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
+                tasks[task] = request
+                task.add_done_callback(session.finished)
             # End of input is often a half-close (`socat`, `nc -N`): the client still reads, so
-            # its requests (a `subscribe` too) run on until done or until writing to it fails.
-            await asyncio.gather(*tasks, return_exceptions=True)
-        except (ConnectionError, BrokenPipeError):
-            pass  # the client went away; its tasks are cancelled below
+            # its requests (a `subscribe` too) run on until done or until it is gone.
+            if tasks and not connection.closed:
+                gone = asyncio.create_task(_closed(connection))
+                try:
+                    while tasks and not gone.done():
+                        await asyncio.wait([gone, *tasks], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    gone.cancel()
         finally:
-            self.clients -= 1
+            session.served = False
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            self.commands.close_conversation(session)
-            writer.close()
+            self.commands.close_conversation(conversation)
+            connection.close()
 
-    async def _handle(self, connection: Connection, request: Request, session: str) -> None:
+    async def _handle(
+        self, connection: ClientConnection, request: Request, conversation: str
+    ) -> None:
         try:
             if request.command == "subscribe":
                 await self._subscribe(connection, request)
@@ -163,55 +190,62 @@ class SocketServer:
             on_chunk = None
             if request.command in STREAMING:
 
-                async def on_chunk(text: str) -> None:
-                    await connection.send({"id": request.id, "chunk": text})
+                def on_chunk(text: str) -> None:
+                    connection.send({"id": request.id, "chunk": text})
 
-            result = await self.commands.execute(request, on_chunk, session=session)
-            await connection.send({"id": request.id, "result": result})
+            result = await self.commands.execute(request, on_chunk, session=conversation)
+            connection.send({"id": request.id, "result": result})
         except TektraError as exc:
-            await self._send_error(connection, request, exc.code, exc.message)
-        except (ConnectionError, BrokenPipeError):
-            return
+            connection.send(error_reply(request.id, exc.code, exc.message))
         except Exception as exc:  # a bug in one command must not end the connection; report it
             log.exception("command %s failed", request.command)
-            await self._send_error(connection, request, "internal", f"{type(exc).__name__}: {exc}")
+            message = f"{type(exc).__name__}: {exc}"
+            connection.send(error_reply(request.id, "internal", message))
 
-    async def _send_error(
-        self, connection: Connection, request: Request, code: str, message: str
-    ) -> None:
-        try:
-            await connection.send(error_reply(request.id, code, message))
-        except (ConnectionError, BrokenPipeError):
-            return
-
-    async def _subscribe(self, connection: Connection, request: Request) -> None:
+    async def _subscribe(self, connection: ClientConnection, request: Request) -> None:
         with self.bus.subscribe() as events:
-            await connection.send({"id": request.id, "result": {"subscribed": True}})
+            connection.send({"id": request.id, "result": {"subscribed": True}})
             async for event in events:
                 data = event.to_wire()
                 # The event's own fields go under `data`: they may carry an `id` of their own.
-                await connection.send({"id": request.id, "event": data.pop("event"), "data": data})
+                connection.send({"id": request.id, "event": data.pop("event"), "data": data})
+
+    async def _farewell(self) -> None:
+        """Every request still open (subscriptions too) gets a `shutting_down` error line; then
+        the connections close once read, or after FAREWELL_S."""
+        for session in self._sessions.values():
+            for task, request in session.tasks.items():
+                if not task.done():
+                    session.connection.send(error_reply(request.id, "shutting_down", STOPPING))
+                task.cancel()
+            session.connection.close()
+        sessions = list(self._sessions)
+        if not sessions:
+            return
+        _, late = await asyncio.wait(sessions, timeout=FAREWELL_S)
+        for task in late:
+            self._sessions[task].connection.abort()
+        if late:
+            await asyncio.wait(late, timeout=FAREWELL_S)
 
 
-async def _read_line(reader: asyncio.StreamReader, limit: int) -> bytes | ProtocolError | None:
-    """The next line; a ProtocolError for one over `limit` (skipped whole); None at the end."""
-    try:
-        return await reader.readuntil(b"\n")
-    except asyncio.IncompleteReadError as exc:
-        return exc.partial or None  # a last request without its newline still counts
-    except asyncio.LimitOverrunError as exc:
-        consumed = exc.consumed
-    # Too long: drop the rest of this line, however long, without keeping it in memory.
-    while True:
-        try:
-            await reader.readexactly(consumed)
-            await reader.readuntil(b"\n")
-            break
-        except asyncio.IncompleteReadError:
-            return None
-        except asyncio.LimitOverrunError as exc:
-            consumed = exc.consumed
-    return ProtocolError("too_large", f"request line over the {limit}-byte limit")
+class _Session:
+    """One connection and the requests it has in flight."""
+
+    def __init__(self, connection: ClientConnection) -> None:
+        self.connection = connection
+        self.tasks: dict[asyncio.Task[None], Request] = {}
+        self.served = False
+
+    def finished(self, task: asyncio.Task[None]) -> None:
+        del self.tasks[task]
+        self.connection.last_active = asyncio.get_running_loop().time()
+
+
+async def _closed(connection: ClientConnection) -> None:
+    """Returns once the client is gone (its connection lost, with or without an error)."""
+    with contextlib.suppress(OSError):
+        await connection.writer.wait_closed()
 
 
 def _is_live(path: Path) -> bool:

@@ -1,46 +1,56 @@
 """Rules of models.toml that span sections: names that must refer to something, budgets that fit.
 
-They run on whatever parts of the file validated, so a type error in one section does not hide a
-duplicate model id in another.
+They run on whatever parts of the file validated (see `daemon.config.partial`), so a type error in
+one key does not hide a wrong name in another; a rule that reads a key with a reported error stays
+silent rather than judging that key's default. Files the configuration names must exist now, not at
+the first use hours later.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from daemon import model_sources
+from daemon.config.partial import Reported
 from daemon.config.schema import (
     BUILTIN_BACKENDS,
+    AudioSettings,
     BackendsSettings,
     DaemonSettings,
     MemoryLimits,
     ModelEntry,
     ModelSource,
+    MqttSettings,
     PluginBackendSettings,
     SttSettings,
 )
+from daemon.config.urls import broker_problem
 from daemon.errors import ConfigIssue
 
 
 def cross_check(
-    raw: dict[str, Any], sections: dict[str, Any], plugins: set[str]
+    raw: dict[str, Any], sections: dict[str, Any], plugins: set[str], reported: Reported
 ) -> list[ConfigIssue]:
     known = sorted(set(BUILTIN_BACKENDS) | plugins)
     models: list[ModelEntry | None] = sections.get("models") or []
     issues: list[ConfigIssue] = []
-    issues += _backends(sections.get("backends"), raw.get("backends"), known, plugins)
+    issues += _backends(sections.get("backends"), known, plugins, reported)
     ids = _raw_ids(raw.get("models"))
     issues += _duplicates(ids)
-    issues += _models(models, known)
-    issues += _daemon(sections.get("daemon"), raw, ids, sections.get("presets"))
-    issues += _memory(sections.get("memory_limits"), models, known)
+    issues += _models(models, known, reported)
+    issues += _daemon(sections.get("daemon"), raw, ids, sections.get("presets"), reported)
+    issues += _memory(sections.get("memory_limits"), models, known, reported)
     stt = sections.get("stt")
-    if isinstance(stt, SttSettings) and stt.model is not None:
+    if isinstance(stt, SttSettings) and stt.model is not None and reported.ok("stt.model"):
         issues += _source_problem("stt.model", stt.model)
+    issues += _mqtt(sections.get("mqtt"), reported)
+    issues += _audio(sections.get("audio"), reported)
     return issues
 
 
@@ -51,14 +61,14 @@ def unknown_backend(name: str, known: list[str]) -> str:
 
 
 def _backends(
-    backends: BackendsSettings | None, raw: object, known: list[str], plugins: set[str]
+    backends: BackendsSettings | None, known: list[str], plugins: set[str], reported: Reported
 ) -> list[ConfigIssue]:
     if backends is None:
         return []
     issues = [
         ConfigIssue(f"backends.default[{i}]", unknown_backend(name, known))
         for i, name in enumerate(backends.default)
-        if name not in known
+        if name not in known and reported.ok("backends.default")
     ]
     for name, table in (backends.model_extra or {}).items():
         if name not in plugins:
@@ -100,19 +110,23 @@ def _duplicates(ids: list[str | None]) -> list[ConfigIssue]:
     return issues
 
 
-def _models(models: list[ModelEntry | None], known: list[str]) -> list[ConfigIssue]:
+def _models(
+    models: list[ModelEntry | None], known: list[str], reported: Reported
+) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
     for i, model in enumerate(models):
         if model is None:
             continue
-        for j, name in enumerate(model.backend_preferences):
-            if name not in known:
-                issues.append(
-                    ConfigIssue(
-                        f"models[{i}].backend_preferences[{j}]", unknown_backend(name, known)
+        if reported.ok(f"models[{i}].backend_preferences"):
+            for j, name in enumerate(model.backend_preferences):
+                if name not in known:
+                    issues.append(
+                        ConfigIssue(
+                            f"models[{i}].backend_preferences[{j}]", unknown_backend(name, known)
+                        )
                     )
-                )
-        issues += _source_problem(f"models[{i}].source", model.source)
+        if reported.ok(f"models[{i}].source"):
+            issues += _source_problem(f"models[{i}].source", model.source)
     return issues
 
 
@@ -126,6 +140,7 @@ def _daemon(
     raw: dict[str, Any],
     model_ids: list[str | None],
     presets: dict[str, BaseModel] | None,
+    reported: Reported,
 ) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
     if "models" not in raw or (isinstance(raw["models"], list) and not raw["models"]):
@@ -133,14 +148,19 @@ def _daemon(
     if daemon is None:
         return issues
     ids = list(dict.fromkeys(i for i in model_ids if i is not None))
-    if daemon.default_model is not None and ids and daemon.default_model not in ids:
+    if (
+        daemon.default_model is not None
+        and ids
+        and daemon.default_model not in ids
+        and reported.ok("daemon.default_model")
+    ):
         issues.append(
             ConfigIssue(
                 "daemon.default_model",
                 f"no model with id '{daemon.default_model}' (models: {', '.join(ids)})",
             )
         )
-    if presets is not None and daemon.preset not in presets:
+    if presets is not None and daemon.preset not in presets and reported.ok("daemon.preset"):
         issues.append(
             ConfigIssue(
                 "daemon.preset",
@@ -151,23 +171,32 @@ def _daemon(
 
 
 def _memory(
-    limits: MemoryLimits | None, models: Iterable[ModelEntry | None], known: list[str]
+    limits: MemoryLimits | None,
+    models: Iterable[ModelEntry | None],
+    known: list[str],
+    reported: Reported,
 ) -> list[ConfigIssue]:
     if limits is None:
         return []
     issues: list[ConfigIssue] = []
+    total_ok = reported.ok("memory_limits.total_mb")
     for name, budget in limits.backends.items():
         path = f"memory_limits.backends.{name}"
         if name not in known:
             issues.append(ConfigIssue(path, unknown_backend(name, known)))
-        elif budget > limits.total_mb:
+        elif budget > limits.total_mb and total_ok:
             issues.append(
                 ConfigIssue(
                     path, f"{budget} MB exceeds memory_limits.total_mb ({limits.total_mb} MB)"
                 )
             )
     for i, model in enumerate(models):
-        if model is not None and model.memory_mb is not None and model.memory_mb > limits.total_mb:
+        if (
+            model is not None
+            and model.memory_mb is not None
+            and model.memory_mb > limits.total_mb
+            and total_ok
+        ):
             issues.append(
                 ConfigIssue(
                     f"models[{i}].memory_mb",
@@ -176,3 +205,42 @@ def _memory(
                 )
             )
     return issues
+
+
+def _mqtt(mqtt: MqttSettings | None, reported: Reported) -> list[ConfigIssue]:
+    if mqtt is None:
+        return []
+    issues: list[ConfigIssue] = []
+    if reported.ok("mqtt.broker"):
+        problem = broker_problem(mqtt.broker)
+        if problem is not None:
+            issues.append(ConfigIssue("mqtt.broker", problem))
+    for key in ("password_file", "ca_file", "cert_file", "key_file"):
+        name = getattr(mqtt, key)
+        if name is not None and reported.ok(f"mqtt.{key}"):
+            problem = _file_problem(Path(name))
+            if problem is not None:
+                issues.append(ConfigIssue(f"mqtt.{key}", problem))
+    if mqtt.key_file is not None and mqtt.cert_file is None and reported.ok("mqtt.cert_file"):
+        issues.append(ConfigIssue("mqtt.key_file", "needs cert_file (the certificate it signs)"))
+    return issues
+
+
+def _audio(audio: AudioSettings | None, reported: Reported) -> list[ConfigIssue]:
+    if audio is None or not reported.ok("audio.source"):
+        return []
+    if not audio.source.startswith("file:"):
+        return []
+    problem = _file_problem(Path(audio.source[len("file:") :]))
+    return [] if problem is None else [ConfigIssue("audio.source", problem)]
+
+
+def _file_problem(path: Path) -> str | None:
+    """Why the daemon could not read `path`, or None."""
+    if not path.exists():
+        return f"file not found: {path}"
+    if not path.is_file():
+        return f"not a file: {path}"
+    if not os.access(path, os.R_OK):
+        return f"not readable by this user: {path}"
+    return None

@@ -1,20 +1,21 @@
-"""Reading models.toml: parse, validate every section, run the cross-checks, report all at once."""
+"""Reading models.toml: find it, parse it, validate every section, run the cross-checks, report all
+at once."""
 
 from __future__ import annotations
 
-import difflib
+import logging
 import os
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from pydantic import TypeAdapter, ValidationError
-from pydantic_core import ErrorDetails
-
+from daemon.config import legacy
 from daemon.config.checks import cross_check
-from daemon.config.schema import BUILTIN_PRESETS, ModelEntry, Section, TektraConfig
-from daemon.errors import ConfigError, ConfigIssue
+from daemon.config.partial import SECTIONS, Reported, did_you_mean, toml_type, validate
+from daemon.config.partial import describe as describe  # re-exported: the protocol words errors
+from daemon.config.schema import BUILTIN_PRESETS, ModelEntry, TektraConfig
+from daemon.errors import ConfigError, ConfigIssue, TektraError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -22,161 +23,118 @@ else:  # pragma: no cover - exercised only on 3.10
     import tomli as tomllib
 
 CONFIG_ENV = "TEKTRA_CONFIG"
+SYSTEM_CONFIG = Path("/etc/tektra/models.toml")
+
+log = logging.getLogger("tektra.config")
+
+
+class ConfigNotFound(TektraError):
+    """No models.toml in any of the places Tektra looks."""
+
+    code = "no_config"
+
+
+class Checked(NamedTuple):
+    """The result of checking a file: the configuration (None when any error), errors, notes."""
+
+    config: TektraConfig | None
+    issues: list[ConfigIssue]
+    notes: list[ConfigIssue]
+    """Old spellings that were understood, each naming today's spelling."""
+
+
+def config_search() -> list[Path]:
+    """Where models.toml is looked for, in order: `$TEKTRA_CONFIG` alone when it is set."""
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return [Path(env)]
+    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return [Path("models.toml"), config_home / "tektra/models.toml", SYSTEM_CONFIG]
 
 
 def default_config_path() -> Path:
-    """`$TEKTRA_CONFIG`, else ./models.toml, else the user's, else the system's."""
-    env = os.environ.get(CONFIG_ENV)
-    if env:
-        return Path(env)
-    config_home = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
-    for candidate in (Path("models.toml"), config_home / "tektra/models.toml"):
+    """The first of `config_search()` that exists; ConfigNotFound names every place looked."""
+    places = config_search()
+    for candidate in places:
         if candidate.is_file():
             return candidate
-    return Path("/etc/tektra/models.toml")
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        looked = [f"  ${CONFIG_ENV}: {Path(env).absolute()}"]
+    else:
+        looked = [f"  ${CONFIG_ENV} (not set)"] + [f"  {p.absolute()}" for p in places]
+    raise ConfigNotFound(
+        "no configuration file found; looked in, in order:\n"
+        + "\n".join(looked)
+        + "\nwrite one (see README: models.toml) or pass --config FILE"
+    )
 
 
 def load_config(path: Path, known_backends: Iterable[str] = ()) -> TektraConfig:
-    """The validated configuration, or ConfigError listing every problem."""
-    config, issues = check_file(path, known_backends)
+    """The validated configuration, or ConfigError listing every problem; notes are logged."""
+    config, issues, notes = inspect_file(path, known_backends)
     if issues or config is None:
         raise ConfigError(issues)
+    for note in notes:
+        log.warning("%s: note: %s", path, note)
     return config
 
 
 def check_file(
     path: Path, known_backends: Iterable[str] = ()
 ) -> tuple[TektraConfig | None, list[ConfigIssue]]:
+    config, issues, _notes = inspect_file(path, known_backends)
+    return config, issues
+
+
+def inspect_file(path: Path, known_backends: Iterable[str] = ()) -> Checked:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        return None, [ConfigIssue("", f"cannot read {path}: {exc.strerror or exc}")]
+        return Checked(None, [ConfigIssue("", f"cannot read {path}: {exc.strerror or exc}")], [])
     except UnicodeDecodeError as exc:
-        return None, [ConfigIssue("", f"{path} is not UTF-8 text: {exc.reason}")]
-    return check_text(text, path.resolve().parent, known_backends)
+        return Checked(None, [ConfigIssue("", f"{path} is not UTF-8 text: {exc.reason}")], [])
+    return inspect_text(text, path.resolve().parent, known_backends)
 
 
 def check_text(
     text: str, base_dir: Path, known_backends: Iterable[str] = ()
 ) -> tuple[TektraConfig | None, list[ConfigIssue]]:
+    config, issues, _notes = inspect_text(text, base_dir, known_backends)
+    return config, issues
+
+
+def inspect_text(text: str, base_dir: Path, known_backends: Iterable[str] = ()) -> Checked:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        return None, [ConfigIssue("", f"not valid TOML: {exc}")]
+        return Checked(None, [ConfigIssue("", f"not valid TOML: {exc}")], [])
+    raw, issues, notes = legacy.modernise(raw)
     raw = _with_builtin_presets(_with_absolute_paths(raw, base_dir))
-    issues: list[ConfigIssue] = []
     sections: dict[str, Any] = {}
     for key, value in raw.items():
         field = TektraConfig.model_fields.get(key)
         if field is None:
-            issues.append(ConfigIssue(key, "unknown section" + _did_you_mean(key, _SECTIONS)))
+            issues.append(ConfigIssue(key, "unknown section" + did_you_mean(key, SECTIONS)))
         elif key == "models":
             sections[key] = _validate_models(value, issues)
         else:
-            sections[key] = _validate(_field_type(key), value, key, issues)
+            sections[key] = validate(field.annotation, value, key, issues)
     for key, field in TektraConfig.model_fields.items():
         if key not in raw and key != "models":  # absent sections take their defaults in checks
             sections[key] = field.get_default(call_default_factory=True)
-    issues.extend(cross_check(raw, sections, set(known_backends)))
+    issues.extend(cross_check(raw, sections, set(known_backends), Reported(issues)))
     if issues:
-        return None, issues
-    return TektraConfig.model_validate(raw), []
-
-
-def _field_type(key: str) -> Any:
-    return TektraConfig.model_fields[key].annotation
-
-
-def _validate(kind: Any, value: Any, prefix: str, issues: list[ConfigIssue]) -> Any:
-    """Validate one section; on failure record its errors under `prefix` and return None."""
-    try:
-        return TypeAdapter(kind).validate_python(value, strict=True)
-    except ValidationError as exc:
-        issues.extend(_issues(exc.errors(), prefix))
-        return None
+        return Checked(None, issues, notes)
+    return Checked(TektraConfig.model_validate(raw), [], notes)
 
 
 def _validate_models(value: Any, issues: list[ConfigIssue]) -> list[Any] | None:
     """Each `[[models]]` entry on its own, so one bad entry does not hide checks on the others."""
     if not isinstance(value, list):
-        issues.append(
-            ConfigIssue("models", f"expected an array of tables, got {_toml_type(value)}")
-        )
+        issues.append(ConfigIssue("models", f"expected an array of tables, got {toml_type(value)}"))
         return None
-    return [_validate(ModelEntry, entry, f"models[{i}]", issues) for i, entry in enumerate(value)]
-
-
-def _issues(errors: list[ErrorDetails], prefix: str) -> list[ConfigIssue]:
-    out = []
-    for err in errors:
-        path = prefix
-        for part in err["loc"]:
-            path += f"[{part}]" if isinstance(part, int) else f".{part}"
-        out.append(ConfigIssue(path, describe(err)))
-    return out
-
-
-def describe(err: ErrorDetails) -> str:
-    """A message a user can act on, in TOML's words rather than Python's."""
-    kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
-    expected = {
-        "int_type": "an integer",
-        "float_type": "a number",
-        "bool_type": "true or false",
-        "string_type": "a string",
-        "list_type": "an array",
-        "dict_type": "a table",
-        "model_type": "a table",
-        "model_attributes_type": "a table",
-    }
-    if kind in expected:
-        return f"expected {expected[kind]}, got {_toml_type(value)} {_show(value)}"
-    if kind == "extra_forbidden":
-        return "unknown key" + _did_you_mean(str(err["loc"][-1]), _KEYS)
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "greater_than_equal":
-        return f"must be at least {ctx['ge']} (got {_show(value)})"
-    if kind == "less_than_equal":
-        return f"must be at most {ctx['le']} (got {_show(value)})"
-    if kind == "greater_than":
-        return f"must be greater than {ctx['gt']} (got {_show(value)})"
-    if kind == "less_than":
-        return f"must be less than {ctx['lt']} (got {_show(value)})"
-    if kind == "literal_error":
-        return f"must be one of {ctx['expected']} (got {_show(value)})"
-    if kind == "string_pattern_mismatch":
-        return f"{_show(value)} does not match the pattern {ctx['pattern']}"
-    if kind == "value_error":
-        return str(ctx.get("error", err["msg"]))
-    return err["msg"]
-
-
-_SECTIONS = sorted(TektraConfig.model_fields)
-# Every key of every table, for "did you mean" hints on unknown keys.
-_KEYS = sorted({name for cls in Section.__subclasses__() for name in cls.model_fields})
-
-
-def _did_you_mean(word: str, vocabulary: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(vocabulary), n=1, cutoff=0.75)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _toml_type(value: object) -> str:
-    names = {
-        bool: "boolean",
-        int: "integer",
-        float: "number",
-        str: "string",
-        list: "array",
-        dict: "table",
-    }
-    return names.get(type(value), type(value).__name__)
-
-
-def _show(value: object) -> str:
-    text = repr(value) if isinstance(value, str) else str(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return [validate(ModelEntry, entry, f"models[{i}]", issues) for i, entry in enumerate(value)]
 
 
 def _with_builtin_presets(raw: dict[str, Any]) -> dict[str, Any]:
@@ -191,7 +149,10 @@ def _with_builtin_presets(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _with_absolute_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
-    """Relative source paths are relative to the file that names them, not to the working dir."""
+    """Relative paths are relative to the file that names them, not to the working directory."""
+
+    def absolute(value: str) -> str:
+        return str((base_dir / Path(value).expanduser()).resolve())
 
     def fix(source: object) -> object:
         if not isinstance(source, Mapping):
@@ -200,7 +161,7 @@ def _with_absolute_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
         keys = ("path", "mmproj", "hf_config") if "path" in fixed else ("hf_config",)
         for key in keys:
             if isinstance(fixed.get(key), str):
-                fixed[key] = str((base_dir / Path(fixed[key]).expanduser()).resolve())
+                fixed[key] = absolute(fixed[key])
         return fixed
 
     out = dict(raw)
@@ -212,4 +173,16 @@ def _with_absolute_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     stt = out.get("stt")
     if isinstance(stt, dict) and "model" in stt:
         out["stt"] = {**stt, "model": fix(stt["model"])}
+    mqtt = out.get("mqtt")
+    if isinstance(mqtt, dict):
+        files = ("password_file", "ca_file", "cert_file", "key_file")
+        out["mqtt"] = {
+            k: absolute(v) if k in files and isinstance(v, str) and v else v
+            for k, v in mqtt.items()
+        }
+    audio = out.get("audio")
+    if isinstance(audio, dict) and isinstance(audio.get("source"), str):
+        prefix, _, wav = audio["source"].partition(":")
+        if prefix == "file" and wav:
+            out["audio"] = {**audio, "source": f"file:{absolute(wav)}"}
     return out

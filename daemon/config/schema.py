@@ -46,6 +46,15 @@ class DaemonSettings(Section):
     """Largest decoded base64 field (image, audio, PCM) of one request, in bytes."""
     max_clients: int = Field(64, ge=1, le=10_000)
     """Socket clients served at once; one more is told so and disconnected."""
+    client_buffer: int = Field(1_048_576, ge=4096, le=1_073_741_824)
+    """Bytes of replies a socket client may leave unread; one that falls further behind is
+    disconnected (and counted in `status`), so it never slows the daemon or other clients."""
+    client_idle_s: float = Field(300.0, gt=0.0, le=86_400.0)
+    """A socket connection with no request for this long, and none in flight (a `subscribe`
+    counts as in flight), is closed with an `idle` error line."""
+    line_timeout_s: float = Field(30.0, gt=0.0, le=3_600.0)
+    """A socket request line begun but not finished within this long gets a `line_timeout`
+    error line and the connection is closed, so half-sent lines cannot hold `max_clients`."""
     shutdown_timeout_s: float = Field(5.0, ge=0.0, le=600.0)
     """On SIGTERM, how long answers in flight may take to finish before they are cancelled."""
     history_tokens: int = Field(1024, ge=0, le=1_000_000)
@@ -142,6 +151,9 @@ class MqttSettings(Section):
     qos: int = Field(1, ge=0, le=2)
     discovery: bool = True
     discovery_prefix: str = "homeassistant"
+    discovery_configuration_url: str | None = Field(None, pattern=r"^(https?|homeassistant)://.+")
+    """The page that manages this daemon, linked from its Home Assistant device page; none by
+    default (the daemon serves no web page)."""
     embedded_port: int = Field(1883, ge=1, le=65_535)
     """Port of the `embedded` broker, on 127.0.0.1 only."""
     client_id: str | None = None

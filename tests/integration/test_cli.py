@@ -71,6 +71,76 @@ def test_validate_accepts_the_shipped_configuration() -> None:
     assert (result.returncode, result.stdout) == (0, f"{ROOT / 'models.toml'}: OK\n")
 
 
+def test_validate_reports_every_problem_of_one_table_in_one_pass(tmp_path: Path) -> None:
+    config = tmp_path / "models.toml"
+    config.write_text(
+        '[daemon]\nnode_id = "my tektra"\npreset = "turbo"\n'
+        '[mqtt]\nbroker = "mqtt://tektra:s3cret@broker.lan:1883"\n'
+        '[[models]]\nid = "m"\nsource = { ollama = "m:1" }\n'
+    )
+    result = tektra("validate", "--config", str(config))
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"{config}: 3 error(s)",
+        "  daemon.node_id: 'my tektra' does not match the pattern ^[A-Za-z0-9_-]+$",
+        "  daemon.preset: no preset 'turbo' (presets: balanced, creative, fast, quality)",
+        "  mqtt.broker: credentials do not belong in the broker URL (they would end up in logs "
+        "and in `tektra status`); write the URL without them and set [mqtt] username and "
+        "password_env or password_file",
+    ]
+    assert "s3cret" not in result.stdout + result.stderr
+
+
+def test_validate_accepts_the_seeds_models_toml_and_names_the_new_spelling() -> None:
+    seed = ROOT / "fixtures/configs/seed_status_report.toml"
+    result = tektra("validate", "--config", str(seed))
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.splitlines() == [
+        f"{seed}: OK",
+        "  note: backends.default[0]: 'enhanced_ollama' is the original Tektra's name; "
+        "now 'ollama'",
+        "  note: backends.enhanced_ollama: the original Tektra's spelling; now [backends.ollama] "
+        'with host = "http://localhost:11434"',
+        "  note: models[0].backend_preferences[0]: 'enhanced_ollama' is the original Tektra's "
+        "name; now 'ollama'",
+        "  note: models[0].multimodal: the original Tektra's spelling; capabilities already says "
+        "which inputs the model takes, remove multimodal",
+        "  note: models[0].source: not given; an Ollama model named by its id is the original "
+        'Tektra\'s spelling; now source = { ollama = "gemma3n:e4b" }',
+    ]
+
+
+@pytest.mark.parametrize("command", ["run", "validate", "status"])
+def test_without_a_config_file_every_place_looked_is_listed_in_order(
+    command: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TEKTRA_CONFIG"}
+    env |= {"XDG_CONFIG_HOME": str(tmp_path / "xdg"), "XDG_RUNTIME_DIR": RUNTIME_DIR}
+    result = subprocess.run(
+        [TEKTRA, command], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path
+    )
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.splitlines() == [
+        "error [no_config]: no configuration file found; looked in, in order:",
+        "  $TEKTRA_CONFIG (not set)",
+        f"  {tmp_path / 'models.toml'}",
+        f"  {tmp_path / 'xdg/tektra/models.toml'}",
+        "  /etc/tektra/models.toml",
+        "write one (see README: models.toml) or pass --config FILE",
+    ]
+
+
+def test_a_tektra_config_that_does_not_exist_is_the_only_place_looked(tmp_path: Path) -> None:
+    env = {**os.environ, "TEKTRA_CONFIG": str(tmp_path / "absent.toml")}
+    result = tektra("run", env=env)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.splitlines() == [
+        "error [no_config]: no configuration file found; looked in, in order:",
+        f"  $TEKTRA_CONFIG: {tmp_path / 'absent.toml'}",
+        "write one (see README: models.toml) or pass --config FILE",
+    ]
+
+
 def test_models_shows_backend_capabilities_loaded_state_and_memory() -> None:
     result = tektra("models", "--config", str(ROOT / "models.toml"))
     assert result.returncode == 0

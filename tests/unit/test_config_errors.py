@@ -94,6 +94,7 @@ def test_errors_in_different_sections_are_all_reported_in_one_pass(tmp_path: Pat
         "daemon.log_level: must be one of 'debug', 'info', 'warning' or 'error' (got 'loud')",
         "models[0].context_length: must be at least 256 (got 10)",
         "models[1].id: duplicate model id 'a' (first used by models[0])",
+        "daemon.default_model: no model with id 'nope' (models: a)",
     ]
 
 
