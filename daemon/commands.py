@@ -30,6 +30,7 @@ from daemon.protocol import (
     SystemPromptArgs,
     decode_base64,
 )
+from daemon.voice import VOICE_SESSION
 
 
 class VoiceControl(Protocol):
@@ -82,9 +83,7 @@ class Commands:
         if isinstance(request.args, AskArgs | MultimodalArgs):
             return await self._answer(request, on_chunk, request.args.session or session)
         if isinstance(request.args, NewConversationArgs):
-            name = request.args.session or session
-            forgotten = self.assistant.manager.forget_session(name) if name else 0
-            return {"session": request.args.session, "forgotten_exchanges": forgotten}
+            return self._new_conversation(request.args.session, session)
         handler = getattr(self, f"_{request.command}", None)
         if handler is None:  # subscribe: the front-end streams events itself
             raise TektraError(f"'{request.command}' is not a command this front-end can run")
@@ -100,6 +99,15 @@ class Commands:
     def close_conversation(self, session: str) -> None:
         """The caller went away: its conversation goes with it."""
         self.assistant.manager.forget_session(session)
+
+    def _new_conversation(self, named: str | None, own: str | None) -> dict[str, Any]:
+        """Start the named conversation afresh, else the caller's own. A caller without one
+        (MQTT says nothing of who sends, and each of its questions stands alone anyway) means
+        the spoken conversation: that is what Home Assistant's button is pressed for."""
+        name = named or own or VOICE_SESSION
+        forgotten = self.assistant.manager.forget_session(name)
+        shown = named if named or own else VOICE_SESSION  # a caller's own name stays private
+        return {"session": shown, "forgotten_exchanges": forgotten}
 
     async def _answer(
         self, request: Request, on_chunk: ChunkSink | None, session: str | None

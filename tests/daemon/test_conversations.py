@@ -191,3 +191,25 @@ async def test_separate_tektra_ask_runs_do_not_see_each_others_history(
         await watcher.close()
     finally:
         assert daemon.stop() == 0
+
+
+async def test_new_conversation_over_mqtt_starts_the_named_or_else_the_spoken_one_afresh(
+    make_daemon: Callable[..., Daemon], mosquitto: Mosquitto
+) -> None:
+    daemon = make_daemon(f'broker = "{mosquitto.url}"')
+    async with listening(mosquitto, [f"{BASE}/#"]) as mqtt, mosquitto.client() as sender:
+        await mqtt.wait_for(lambda m: m.topic == f"{BASE}/model")
+        await sender.publish(
+            f"{BASE}/command/ask", b'{"id": 1, "text": "hi", "session": "hall"}', 1
+        )
+        await mqtt.wait_for(lambda m: m.topic == f"{BASE}/response")
+        await sender.publish(f"{BASE}/command/new_conversation", b'{"id": 2, "session": "hall"}', 1)
+        await sender.publish(f"{BASE}/command/new_conversation", b'{"id": 3}', 1)
+        await mqtt.wait_until(lambda: len(mqtt.on(f"{BASE}/reply")) == 2)
+        replies = sorted((m.json() for m in mqtt.on(f"{BASE}/reply")), key=lambda r: r["id"])
+        assert [r["result"] for r in replies] == [
+            {"session": "hall", "forgotten_exchanges": 1},
+            # No caller identity over MQTT: Home Assistant's button means the spoken conversation.
+            {"session": "voice", "forgotten_exchanges": 0},
+        ]
+    assert daemon.stop() == 0
