@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from daemon.backends.registry import BackendRegistry
@@ -31,7 +32,9 @@ from daemon.events import (
     StateChanged,
     TranscriptReady,
 )
+from daemon.manager.conversation import Sessions
 from daemon.manager.manager import Query, UnifiedModelManager
+from daemon.states import StateName
 
 log = logging.getLogger("tektra.assistant")
 
@@ -48,6 +51,17 @@ class NothingToReload(TektraError):
     code = "no_config"
 
 
+@dataclass(frozen=True)
+class Reloaded:
+    """What a reload did: the new configuration, and the runtime choices it kept or dropped."""
+
+    config: TektraConfig
+    kept: list[str] = field(default_factory=list)
+    """Commands whose effect still applies (e.g. `set_system_prompt`)."""
+    dropped: list[str] = field(default_factory=list)
+    """Commands whose effect ended, each with why."""
+
+
 class Assistant:
     """The daemon's one answering path, its state, and its configuration."""
 
@@ -62,13 +76,13 @@ class Assistant:
         self.config_path = config_path
         self.bus = bus
         self.registry = registry or BackendRegistry()
-        self.manager = self._new_manager(config)
-        self.state = "idle"
+        self.manager = self._new_manager(config, Sessions())
+        self.state: StateName = "idle"
         self.detail = ""
         self.problems: dict[str, str] = {}
         self.muted = False
-        self.model: str | None = None
-        self.backend: str | None = None
+        """The one record of mute; whoever applies it (the microphone) listens in `on_muted`."""
+        self.on_muted: list[Callable[[bool], None]] = []
         self.answers = 0
         self._lock = asyncio.Lock()  # one answer (or reload) at a time
         self._in_flight = 0
@@ -76,9 +90,11 @@ class Assistant:
         self._idle.set()
         self._closing = False
 
-    def _new_manager(self, config: TektraConfig) -> UnifiedModelManager:
+    def _new_manager(self, config: TektraConfig, sessions: Sessions) -> UnifiedModelManager:
         """A manager whose backends' progress reports (Ollama pulls) become bus events."""
-        manager = UnifiedModelManager(config, registry=self.registry, config_path=self.config_path)
+        manager = UnifiedModelManager(
+            config, registry=self.registry, config_path=self.config_path, sessions=sessions
+        )
         manager.on_progress = lambda backend, model, status: self.bus.publish(
             ModelProgress(backend, model, status)
         )
@@ -86,7 +102,19 @@ class Assistant:
 
     # --- state -------------------------------------------------------------------------------
 
-    def set_state(self, state: str, detail: str = "") -> None:
+    @property
+    def model(self) -> str | None:
+        """The model answering queries that name none, while it is loaded (else None)."""
+        current = self.manager.current()
+        return current[0] if current else None
+
+    @property
+    def backend(self) -> str | None:
+        """The backend holding `model`, while it is loaded (else None)."""
+        current = self.manager.current()
+        return current[1] if current else None
+
+    def set_state(self, state: StateName, detail: str = "") -> None:
         if (state, detail) != (self.state, self.detail):
             self.state, self.detail = state, detail
             self.bus.publish(StateChanged(state, detail))
@@ -110,6 +138,8 @@ class Assistant:
 
     def set_muted(self, muted: bool) -> None:
         self.muted = muted
+        for apply in self.on_muted:
+            apply(muted)
         self.bus.publish(MicrophoneChanged(muted))
 
     # --- answering ---------------------------------------------------------------------------
@@ -195,31 +225,43 @@ class Assistant:
     async def load_model(self, model_id: str, backend: str | None = None) -> str:
         async with self._lock:
             name = await self.manager.load_model(model_id, backend)
-        self.model, self.backend = model_id, name
         self.set_problem("model", None)
         self.bus.publish(ModelChanged(model_id, name))
         return name
 
-    async def reload(self) -> TektraConfig:
+    async def reload(self) -> Reloaded:
         """Read models.toml again; on any error keep the running configuration and raise them all.
 
         Settings of [mqtt] and the socket path take effect at the next start: the links they
-        describe are up and serving now.
+        describe are up and serving now. What commands changed at run time (system prompt,
+        backend, model) is kept unless models.toml changed that same setting or no longer allows
+        it; either way the result says so. Conversations are kept.
         """
         if self.config_path is None:
             raise NothingToReload("the daemon was started without a configuration file to reload")
-        config, issues = check_file(self.config_path, self.registry.names())
+        # Reading and checking the file is disk work: off the loop.
+        config, issues = await asyncio.to_thread(
+            check_file, self.config_path, self.registry.names()
+        )
         if issues or config is None:
             raise ConfigError(issues)
         async with self._lock:
             old = self.manager
-            self.manager = self._new_manager(config)
+            self.manager = self._new_manager(config, old.sessions)
+            kept, dropped = self.manager.adopt_choices(old)
             self.config = config
             await old.close()
         log.info("configuration reloaded from %s", self.config_path)
-        if config.default_model_id is not None:
-            await self.load_model(config.default_model_id)
-        return config
+        for reason in dropped:
+            log.warning("reload: %s", reason)
+        model_id = self.manager.default_model_id
+        if model_id is not None:
+            try:
+                await self.load_model(model_id)
+            except TektraError as exc:
+                self.set_problem("model", exc.message)
+                raise
+        return Reloaded(config, kept, dropped)
 
     # --- shutdown ----------------------------------------------------------------------------
 

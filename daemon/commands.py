@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import asdict, dataclass
 from typing import Any, Generic, Protocol, TypeVar
@@ -26,6 +27,7 @@ from daemon.protocol import (
     LoadModelArgs,
     MicrophoneArgs,
     MultimodalArgs,
+    NewConversationArgs,
     NoArgs,
     PlainReader,
     ProtocolError,
@@ -42,6 +44,7 @@ from daemon.protocol import (
     read_line,
     read_payload,
 )
+from daemon.voice import VOICE_SESSION
 
 log = logging.getLogger("tektra.commands")
 
@@ -81,6 +84,8 @@ class Call:
     front_end: str
     on_chunk: ChunkSink | None = None
     """Where a streaming command's chunks go besides the bus (the socket's chunk lines)."""
+    session: str | None = None
+    """The caller's own conversation (a socket connection's); None: each question stands alone."""
 
 
 @dataclass(frozen=True)
@@ -198,17 +203,20 @@ class Commands:
     def streaming(self, request: Request) -> bool:
         return COMMANDS[request.command].streaming
 
-    async def run_request(self, request: Request, on_chunk: ChunkSink | None = None) -> Outcome:
+    async def run_request(
+        self, request: Request, on_chunk: ChunkSink | None = None, *, session: str | None = None
+    ) -> Outcome:
         """Run a request read by `read_line` / `read_message`; never raises but for
         cancellation. A bug in one command is logged with its traceback and reported as
-        `internal`; everything a user caused has its own code."""
+        `internal`; everything a user caused has its own code. `session` is the caller's own
+        conversation (None: each of its questions stands alone), used when a request names none."""
         command = COMMANDS[request.command]
         if command.run is None:
             exc = ProtocolError("unsupported", f"{request.command} is served by the front-end")
             return Outcome.failed(request.id, request.command, exc)
         try:
             result = await command.run(
-                self, request.args, Call(request.id, request.front_end, on_chunk)
+                self, request.args, Call(request.id, request.front_end, on_chunk, session)
             )
         except TektraError as exc:
             # An answer's own failure is already on the bus (assistant.answer publishes it);
@@ -223,13 +231,33 @@ class Commands:
             return Outcome(request.id, request.command, code="internal", message=message)
         return Outcome(request.id, request.command, result)
 
+    # --- conversations -----------------------------------------------------------------------
+
+    def open_conversation(self) -> str:
+        """A new caller's own conversation: a name no other caller can guess or pick by chance."""
+        return f"caller-{uuid.uuid4().hex}"
+
+    def close_conversation(self, session: str) -> None:
+        """The caller went away: its conversation goes with it."""
+        self.assistant.manager.forget_session(session)
+
+    async def _new_conversation(self, args: NewConversationArgs, call: Call) -> Result:
+        """Start the named conversation afresh, else the caller's own. A caller without one
+        (MQTT says nothing of who sends, and each of its questions stands alone anyway) means
+        the spoken conversation: that is what Home Assistant's button is pressed for."""
+        name = args.session or call.session or VOICE_SESSION
+        forgotten = self.assistant.manager.forget_session(name)
+        shown = args.session if args.session or call.session else VOICE_SESSION
+        return {"session": shown, "forgotten_exchanges": forgotten}
+
     # --- answering ---------------------------------------------------------------------------
 
     async def _ask(self, args: AskArgs, call: Call) -> Result:
         limit = self.limits.max_payload_bytes
         image = decode_base64(args.image, "image", limit) if args.image else None
         pictures = (image,) if image is not None else ()
-        query = Query(args.text, args.session, args.model, args.preset, pictures)
+        session = args.session or call.session
+        query = Query(args.text, session, args.model, args.preset, pictures)
         return await self._answer(query, call)
 
     async def _multimodal(self, args: MultimodalArgs, call: Call) -> Result:
@@ -242,7 +270,8 @@ class Commands:
             raise ProtocolError(
                 "bad_request", "multimodal: send at least one of `text`, `images`, `audio`"
             )
-        query = Query(args.text, args.session, args.model, args.preset, images, audio)
+        session = args.session or call.session
+        query = Query(args.text, session, args.model, args.preset, images, audio)
         return await self._answer(query, call)
 
     async def _answer(self, query: Query, call: Call) -> Result:
@@ -263,6 +292,7 @@ class Commands:
             "model": a.model,
             "backend": a.backend,
             "answers": a.answers,
+            "conversations": len(a.manager.sessions),
             "voice": self.voice is not None and self.voice.running,
             "uptime_s": round(time.monotonic() - self._started, 1),
             "backends": {
@@ -272,7 +302,7 @@ class Commands:
         }
 
     async def _models(self, _: NoArgs, __: Call) -> Result:
-        return {"models": [asdict(m) for m in self.assistant.manager.list_models()]}
+        return {"models": [asdict(m) for m in await self.assistant.manager.list_models()]}
 
     async def _load_model(self, args: LoadModelArgs, _: Call) -> Result:
         backend = await self.assistant.load_model(args.model, args.backend)
@@ -287,18 +317,19 @@ class Commands:
         return {"system_prompt": args.prompt}
 
     async def _validate(self, _: NoArgs, __: Call) -> Result:
-        issues = self.assistant.manager.validate_config()
+        issues = await self.assistant.manager.validate_config()
         return {"ok": not issues, "issues": [str(issue) for issue in issues]}
 
     async def _reload(self, _: NoArgs, __: Call) -> Result:
         try:
-            config = await self.assistant.reload()
+            done = await self.assistant.reload()
         except ConfigError as exc:
             raise ReloadRefused(
                 "models.toml is invalid; the running configuration is kept: "
                 + "; ".join(str(issue) for issue in exc.issues)
             ) from exc
-        return {"reloaded": True, "models": [m.id for m in config.models]}
+        models = [m.id for m in done.config.models]
+        return {"reloaded": True, "models": models, "kept": done.kept, "dropped": done.dropped}
 
     async def _push_audio(self, args: PushAudioArgs, _: Call) -> Result:
         pcm = decode_base64(args.pcm, "pcm", self.limits.max_payload_bytes)
@@ -326,9 +357,7 @@ class Commands:
         return self._set_microphone(args.on)
 
     def _set_microphone(self, on: bool) -> Result:
-        if self.voice is not None:
-            self.voice.set_muted(not on)
-        self.assistant.set_muted(not on)
+        self.assistant.set_muted(not on)  # the microphone follows through `on_muted`
         return {"muted": not on}
 
 
@@ -361,5 +390,6 @@ COMMANDS: dict[str, Command[Any]] = {
     "mute": Command(NoArgs, Commands._mute),
     "unmute": Command(NoArgs, Commands._unmute),
     "microphone": Command(MicrophoneArgs, Commands._microphone, plain=plain_switch),
+    "new_conversation": Command(NewConversationArgs, Commands._new_conversation),
 }
 """Every command the daemon knows, by the name the socket's `cmd` and MQTT's topic give it."""

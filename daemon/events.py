@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from daemon.states import StateName
+
 RequestId = str | int
 """A request's id as its client sent it; replies and events carry it with its type."""
 
@@ -41,7 +43,7 @@ class StateChanged(Event):
     """The assistant's state: idle, listening, transcribing, thinking, responding or error."""
 
     kind: ClassVar[str] = "state"
-    state: str
+    state: StateName
     detail: str = ""
     """Why, when the state is `error` (a lost device, a failed backend)."""
 

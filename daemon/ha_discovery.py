@@ -18,8 +18,9 @@ from importlib.metadata import PackageNotFoundError, metadata, version
 from typing import Any
 
 from daemon.commands import COMMANDS
+from daemon.states import STATE_NAMES
 
-STATES = ["idle", "listening", "transcribing", "thinking", "responding", "error"]
+STATES = list(STATE_NAMES)
 """The values of the `state` topic (the state sensor's `enum` options)."""
 
 SENSOR_STATE_MAX = 255

@@ -375,7 +375,7 @@ class MqttLink:
         """The retained present: state, model and `daemon.retained`'s topics, for anyone who
         subscribes later."""
         assistant = self.commands.assistant
-        retained = {
+        retained: dict[str, str] = {
             "state": assistant.state,
         }
         if assistant.model is not None:

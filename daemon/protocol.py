@@ -61,7 +61,8 @@ class AskArgs(Args):
     text: str = Field(min_length=1)
     model: str | None = None
     preset: str | None = None
-    session: str = "default"
+    session: str | None = Field(None, min_length=1, max_length=200)
+    """A conversation shared by name; without it, the caller's own (see README)."""
     image: str | None = None
     """Base64 of one JPEG/PNG image sent with the question."""
 
@@ -74,7 +75,12 @@ class MultimodalArgs(Args):
     """Base64 of a 16 kHz mono WAV."""
     model: str | None = None
     preset: str | None = None
-    session: str = "default"
+    session: str | None = Field(None, min_length=1, max_length=200)
+
+
+class NewConversationArgs(Args):
+    session: str | None = Field(None, min_length=1, max_length=200)
+    """The conversation to start afresh; without it, the caller's own."""
 
 
 class LoadModelArgs(Args):

@@ -141,6 +141,7 @@ class SocketServer:
             return
         session.served = True
         tasks = session.tasks
+        conversation = self.commands.open_conversation()  # this connection's own conversation
         try:
             while True:
                 line = await connection.next_line(lambda: bool(tasks))
@@ -156,7 +157,8 @@ class SocketServer:
                     connection.send(request.socket_line())
                     continue
                 task = asyncio.create_task(
-                    self._handle(connection, request), name=f"socket {request.command}"
+                    self._handle(connection, request, conversation),
+                    name=f"socket {request.command}",
                 )
                 tasks[task] = request
                 task.add_done_callback(session.finished)
@@ -174,9 +176,12 @@ class SocketServer:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self.commands.close_conversation(conversation)
             connection.close()
 
-    async def _handle(self, connection: ClientConnection, request: Request) -> None:
+    async def _handle(
+        self, connection: ClientConnection, request: Request, conversation: str
+    ) -> None:
         if request.command == "subscribe":
             await self._subscribe(connection, request)
             return
@@ -187,7 +192,7 @@ class SocketServer:
                 connection.send({"id": request.id, "chunk": text})
 
         # run_request never raises (but for cancellation): every failure is an Outcome.
-        outcome = await self.commands.run_request(request, on_chunk)
+        outcome = await self.commands.run_request(request, on_chunk, session=conversation)
         connection.send(outcome.socket_line())
 
     async def _subscribe(self, connection: ClientConnection, request: Request) -> None:

@@ -20,6 +20,7 @@ from daemon.config.schema import TektraConfig
 from daemon.errors import TektraError
 from daemon.events import ErrorRaised, PartialTranscript, PipelineNotice, new_request_id
 from daemon.manager.manager import Query
+from daemon.states import ANSWERING
 from pipelines.events import DeviceState, PipelineError, PipelineState, Transcript
 
 if TYPE_CHECKING:  # the module itself is imported only when a pipeline is started
@@ -59,7 +60,7 @@ class VoiceBridge:
         """Pipeline events: states drive the assistant's state, the rest go on the bus."""
         if isinstance(event, PipelineState):
             # An answer's own states win: the pipeline's `idle` must not hide `responding`.
-            if self.assistant.state not in ("thinking", "responding"):
+            if self.assistant.state not in ANSWERING:
                 if event.state == "idle":
                     self.assistant.settle()
                 else:
@@ -99,8 +100,8 @@ class VoiceHost:
         self._config = config
         self._bridge = bridge
         self._spawn = spawn
-        self._muted = False
         self.pipeline: Any = None
+        bridge.assistant.on_muted.append(self.set_muted)  # the assistant holds mute
 
     @property
     def running(self) -> bool:
@@ -120,7 +121,7 @@ class VoiceHost:
         self.pipeline = module.VoicePipeline.from_config(
             self._config, self._bridge.handle, self._bridge.on_event, image_capable=image_capable
         )
-        self.pipeline.set_muted(self._muted)
+        self.pipeline.set_muted(self._bridge.assistant.muted)
         self._bridge.pipeline = self.pipeline
         self._spawn("voice", self.pipeline.run)
 
@@ -133,7 +134,7 @@ class VoiceHost:
         self.pipeline.end_pcm()
 
     def set_muted(self, muted: bool) -> None:
-        self._muted = muted
+        """Apply the assistant's mute to the running pipeline."""
         if self.pipeline is not None:
             self.pipeline.set_muted(muted)
 

@@ -344,7 +344,7 @@ def test_what_the_entities_send_is_a_command_the_daemon_accepts() -> None:
                 "text": 'Say "hi" é',
                 "model": None,
                 "preset": None,
-                "session": "default",
+                "session": None,
                 "image": None,
             },
         ),

@@ -12,6 +12,7 @@ from daemon.events import EventBus, MicrophoneChanged, StateChanged
 from daemon.outbox import Outbox, Outgoing
 from daemon.protocol import ProtocolError, decode_base64
 from daemon.socket_server import socket_path
+from daemon.states import StateName
 from daemon.supervisor import backoff_delays
 
 
@@ -67,10 +68,12 @@ def test_backoff_doubles_to_its_cap_with_jitter_in_the_upper_half() -> None:
 async def test_a_slow_subscriber_loses_its_own_oldest_events_only() -> None:
     bus = EventBus()
     slow, fast = bus.subscribe(maxsize=2), bus.subscribe(maxsize=10)
-    for state in ("a", "b", "c", "d"):
+    states: tuple[StateName, ...] = ("idle", "listening", "thinking", "responding")
+    for state in states:
         bus.publish(StateChanged(state))
     assert slow.dropped == 2
-    assert [await slow.get() for _ in range(2)] == [StateChanged("c"), StateChanged("d")]
+    expected = [StateChanged("thinking"), StateChanged("responding")]
+    assert [await slow.get() for _ in range(2)] == expected
     assert fast.dropped == 0
     slow.close()
     bus.publish(MicrophoneChanged(True))
