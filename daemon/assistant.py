@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,15 @@ from daemon.events import (
     MicrophoneChanged,
     ModelChanged,
     ModelProgress,
+    RequestId,
     ResponseChunk,
     ResponseDone,
     StateChanged,
     TranscriptReady,
 )
+from daemon.manager.conversation import Sessions
 from daemon.manager.manager import Query, UnifiedModelManager
+from daemon.states import StateName
 
 log = logging.getLogger("tektra.assistant")
 
@@ -45,11 +48,26 @@ class ShuttingDown(TektraError):
     code = "shutting_down"
 
 
+class NothingToReload(TektraError):
+    code = "no_config"
+
+
+@dataclass(frozen=True)
+class Reloaded:
+    """What a reload did: the new configuration, and the runtime choices it kept or dropped."""
+
+    config: TektraConfig
+    kept: list[str] = field(default_factory=list)
+    """Commands whose effect still applies (e.g. `set_system_prompt`)."""
+    dropped: list[str] = field(default_factory=list)
+    """Commands whose effect ended, each with why."""
+
+
 @dataclass(eq=False)
 class _Running:
     """An answer asked for and not finished yet: waiting for its turn, or streaming."""
 
-    id: str
+    id: RequestId
     stop: ShuttingDown | None = None
     """Set when it was stopped: None for a `cancel` command, the error for a shutdown."""
     stopped: bool = False
@@ -73,13 +91,13 @@ class Assistant:
         self.config_path = config_path
         self.bus = bus
         self.registry = registry or BackendRegistry()
-        self.manager = self._new_manager(config)
-        self.state = "idle"
+        self.manager = self._new_manager(config, Sessions())
+        self.state: StateName = "idle"
         self.detail = ""
         self.problems: dict[str, str] = {}
         self.muted = False
-        self.model: str | None = None
-        self.backend: str | None = None
+        """The one record of mute; whoever applies it (the microphone) listens in `on_muted`."""
+        self.on_muted: list[Callable[[bool], None]] = []
         self.loading: str | None = None
         """The model being loaded as the default, while it loads."""
         self.answers = 0
@@ -90,9 +108,11 @@ class Assistant:
         self._idle.set()
         self._closing = False
 
-    def _new_manager(self, config: TektraConfig) -> UnifiedModelManager:
+    def _new_manager(self, config: TektraConfig, sessions: Sessions) -> UnifiedModelManager:
         """A manager whose backends' progress reports (Ollama pulls) become bus events."""
-        manager = UnifiedModelManager(config, registry=self.registry, config_path=self.config_path)
+        manager = UnifiedModelManager(
+            config, registry=self.registry, config_path=self.config_path, sessions=sessions
+        )
         manager.on_progress = lambda backend, model, status: self.bus.publish(
             ModelProgress(backend, model, status)
         )
@@ -100,7 +120,19 @@ class Assistant:
 
     # --- state -------------------------------------------------------------------------------
 
-    def set_state(self, state: str, detail: str = "") -> None:
+    @property
+    def model(self) -> str | None:
+        """The model answering queries that name none, while it is loaded (else None)."""
+        current = self.manager.current()
+        return current[0] if current else None
+
+    @property
+    def backend(self) -> str | None:
+        """The backend holding `model`, while it is loaded (else None)."""
+        current = self.manager.current()
+        return current[1] if current else None
+
+    def set_state(self, state: StateName, detail: str = "") -> None:
         if (state, detail) != (self.state, self.detail):
             self.state, self.detail = state, detail
             self.bus.publish(StateChanged(state, detail))
@@ -121,13 +153,15 @@ class Assistant:
 
     def set_muted(self, muted: bool) -> None:
         self.muted = muted
+        for apply in self.on_muted:
+            apply(muted)
         self.bus.publish(MicrophoneChanged(muted))
 
     # --- answering ---------------------------------------------------------------------------
 
     async def answer(
         self,
-        request_id: str,
+        request_id: RequestId,
         query: Query,
         on_chunk: ChunkSink | None = None,
         *,
@@ -238,14 +272,17 @@ class Assistant:
         self.answers += 1
         return done
 
-    def stop(self, target: str | None = None, *, reason: ShuttingDown | None = None) -> list[str]:
+    def stop(
+        self, target: RequestId | None = None, *, reason: ShuttingDown | None = None
+    ) -> list[RequestId]:
         """Stop the answer streaming now, or every answer (running or waiting) with request id
         `target`; the engine stops with it. Each ends with `finish_reason` `cancelled`, or with
         `reason` raised (a shutdown). Returns the ids of the answers stopped."""
         if target is None:
             chosen = [r for r in self._running if r.streaming]
         else:
-            chosen = [r for r in self._running if r.id == target]
+            # `1` and `"1"` name the same request: a client may not keep the id's type.
+            chosen = [r for r in self._running if str(r.id) == str(target)]
         # An answer that already finished streaming is not "cancelled": it is complete.
         chosen = [r for r in chosen if r.task is None or r.task.cancel()]
         for running in chosen:
@@ -268,31 +305,43 @@ class Assistant:
             finally:
                 self.loading = None
                 self.settle()
-        self.model, self.backend = model_id, name
         self.set_problem("model", None)
         self.bus.publish(ModelChanged(model_id, name))
         return name
 
-    async def reload(self) -> TektraConfig:
+    async def reload(self) -> Reloaded:
         """Read models.toml again; on any error keep the running configuration and raise them all.
 
         Settings of [mqtt] and the socket path take effect at the next start: the links they
-        describe are up and serving now.
+        describe are up and serving now. What commands changed at run time (system prompt,
+        backend, model) is kept unless models.toml changed that same setting or no longer allows
+        it; either way the result says so. Conversations are kept.
         """
         if self.config_path is None:
-            raise TektraError("the daemon was started without a configuration file to reload")
-        config, issues = check_file(self.config_path, self.registry.names())
+            raise NothingToReload("the daemon was started without a configuration file to reload")
+        # Reading and checking the file is disk work: off the loop.
+        config, issues = await asyncio.to_thread(
+            check_file, self.config_path, self.registry.names()
+        )
         if issues or config is None:
             raise ConfigError(issues)
         async with self._lock:
             old = self.manager
-            self.manager = self._new_manager(config)
+            self.manager = self._new_manager(config, old.sessions)
+            kept, dropped = self.manager.adopt_choices(old)
             self.config = config
             await old.close()
         log.info("configuration reloaded from %s", self.config_path)
-        if config.default_model_id is not None:
-            await self.load_model(config.default_model_id)
-        return config
+        for reason in dropped:
+            log.warning("reload: %s", reason)
+        model_id = self.manager.default_model_id
+        if model_id is not None:
+            try:
+                await self.load_model(model_id)
+            except TektraError as exc:
+                self.set_problem("model", exc.message)
+                raise
+        return Reloaded(config, kept, dropped)
 
     # --- shutdown ----------------------------------------------------------------------------
 

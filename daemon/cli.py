@@ -106,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--model", help="model id (default: [daemon].default_model)")
     ask.add_argument("--preset", help="generation preset (fast, balanced, quality, creative, …)")
     ask.add_argument("--image", type=Path, help="an image (JPEG/PNG) to ask about")
+    ask.add_argument(
+        "--session", help="continue the conversation of this name (default: a new one per run)"
+    )
     models = sub.add_parser("models", parents=[common], help="list models, or pull one")
     models.add_argument("action", nargs="?", choices=["list", "pull"], default="list")
     models.add_argument("model_id", nargs="?", help="model to pull (an hf source)")
@@ -150,6 +153,8 @@ def _connect(sock: Path, timeout_s: float | None = None) -> DaemonClient | None:
 
 def _ask(config: TektraConfig, path: Path, sock: Path, args: argparse.Namespace) -> int:
     fields: dict[str, Any] = {"text": args.text, "model": args.model, "preset": args.preset}
+    if args.session:
+        fields["session"] = args.session
     image = args.image.read_bytes() if args.image else None
     client = _connect(sock)
     if client is None:  # no daemon: answer in-process, the same way the daemon would
@@ -203,7 +208,7 @@ def _models(config: TektraConfig, path: Path, sock: Path, args: argparse.Namespa
         return 0
     client = _connect(sock)
     if client is None:
-        print(_table(UnifiedModelManager(config, config_path=path).list_models()))
+        print(_table(asyncio.run(UnifiedModelManager(config, config_path=path).list_models())))
         return 0
     with client:
         listed = client.call("models")["models"]

@@ -6,7 +6,6 @@ then one `result` or `error` (or, after `subscribe`, one line per event).
 
 from __future__ import annotations
 
-import itertools
 import json
 import socket
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.errors import TektraError
+from daemon.events import new_request_id
 from daemon.socket_access import check_before_connecting
 
 
@@ -35,7 +35,6 @@ class DaemonClient:
     def __init__(self, path: Path, timeout_s: float | None = None) -> None:
         self.path = path
         check_before_connecting(path)
-        self._ids = itertools.count(1)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.settimeout(timeout_s)
         try:
@@ -57,13 +56,14 @@ class DaemonClient:
         self._file.close()
         self._sock.close()
 
-    def send(self, cmd: str, **fields: Any) -> int:
-        request_id = next(self._ids)
+    def send(self, cmd: str, **fields: Any) -> str:
+        # Unique, not 1, 2, …: the id also names the answer on the bus and on MQTT.
+        request_id = new_request_id("cli")
         line = json.dumps({"id": request_id, "cmd": cmd, **fields}) + "\n"
         self._sock.sendall(line.encode())
         return request_id
 
-    def replies(self, request_id: int) -> Iterator[dict[str, Any]]:
+    def replies(self, request_id: str) -> Iterator[dict[str, Any]]:
         """Reply lines for `request_id` as they arrive; an `error` reply raises DaemonError."""
         for raw in self._file:
             reply = json.loads(raw)

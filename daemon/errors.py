@@ -46,6 +46,30 @@ class UnknownModel(TektraError):
     code = "unknown_model"
 
 
+class UnknownBackend(TektraError):
+    """A request names a backend that is not installed."""
+
+    code = "unknown_backend"
+
+
+class BackendDisabled(TektraError):
+    """A request names a backend that `[backends.<name>] enabled` turns off."""
+
+    code = "backend_disabled"
+
+
+class UnknownPreset(TektraError):
+    """A request names a preset that models.toml does not define."""
+
+    code = "unknown_preset"
+
+
+class InputTooLong(TektraError):
+    """The question and system prompt do not fit in the model's context."""
+
+    code = "too_long"
+
+
 class ModelUnavailable(TektraError):
     """The model's weights cannot be found where its source says (not installed, not pulled)."""
 

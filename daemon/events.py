@@ -10,9 +10,21 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from daemon.states import StateName
+
+RequestId = str | int
+"""A request's id as its client sent it; replies and events carry it with its type."""
+
+
+def new_request_id(origin: str) -> str:
+    """The one source of made-up request ids (`voice-…`, `mqtt-…`, `cli-…`): random, so unique
+    across restarts too, where a counter would say `voice-1` again."""
+    return f"{origin}-{uuid.uuid4().hex[:12]}"
 
 
 @dataclass(frozen=True)
@@ -31,7 +43,7 @@ class StateChanged(Event):
     """The assistant's state: idle, loading, listening, transcribing, thinking or responding."""
 
     kind: ClassVar[str] = "state"
-    state: str
+    state: StateName
     detail: str = ""
     """What the state is about, e.g. the model being loaded (`loading`)."""
 
@@ -41,7 +53,7 @@ class TranscriptReady(Event):
     """What the user said, as heard by speech-to-text."""
 
     kind: ClassVar[str] = "transcript"
-    id: str
+    id: RequestId
     """The id of the query the transcript starts."""
     text: str
 
@@ -69,7 +81,7 @@ class ResponseChunk(Event):
     """A piece of an answer as the model streams it."""
 
     kind: ClassVar[str] = "response_chunk"
-    id: str
+    id: RequestId
     """The request id the answer belongs to."""
     seq: int
     """0, 1, 2, … within one answer, so a reader can spot gaps."""
@@ -81,7 +93,7 @@ class ResponseDone(Event):
     """A complete answer, with where it came from and how long each stage took."""
 
     kind: ClassVar[str] = "response"
-    id: str
+    id: RequestId
     text: str
     model: str
     backend: str
@@ -97,7 +109,7 @@ class ErrorRaised(Event):
     """Something failed that a user should hear about; `id` ties it to a request, if any."""
 
     kind: ClassVar[str] = "error"
-    id: str | None
+    id: RequestId | None
     code: str
     message: str
 

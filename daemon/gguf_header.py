@@ -3,13 +3,18 @@
 The memory estimate needs a handful of numbers (layers, heads, embedding size) before a model is
 loaded. The `gguf` package can read them but decodes every array (a 49k-token vocabulary) into
 numpy first, which took seconds here; this reader skips arrays and stops after the key-value
-section, so it reads a few hundred kilobytes at most.
+section, so it reads a few hundred kilobytes at most. Even so the walk over a 49k-token vocabulary
+takes tens of milliseconds: `metadata` keeps each file's result until the file changes, and its
+callers run it on a worker thread.
 """
 
 from __future__ import annotations
 
+import functools
 import struct
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import BinaryIO
 
 MAGIC = b"GGUF"
@@ -55,6 +60,18 @@ def read_metadata(path: Path) -> dict[str, Scalar]:
         return out
 
 
+def metadata(path: Path) -> Mapping[str, Scalar]:
+    """`read_metadata`, read once per version of the file (its size and modification time)."""
+    status = path.stat()
+    return _metadata(path, status.st_mtime_ns, status.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _metadata(path: Path, mtime_ns: int, size: int) -> Mapping[str, Scalar]:
+    # Read-only: every caller shares the one copy.
+    return MappingProxyType(read_metadata(path))
+
+
 def _exact(f: BinaryIO, n: int) -> bytes:
     data = f.read(n)
     if len(data) != n:
@@ -91,7 +108,7 @@ def _skip_array(f: BinaryIO) -> None:
         raise GGUFError(f"unsupported GGUF array element type {kind}")
 
 
-def kv_cache_mb(meta: dict[str, Scalar], n_ctx: int) -> float:
+def kv_cache_mb(meta: Mapping[str, Scalar], n_ctx: int) -> float:
     """Size of an f16 KV cache for `n_ctx` tokens, from the architecture's attention shape."""
     arch = str(meta.get("general.architecture", ""))
 
@@ -119,7 +136,7 @@ def estimate_mb(path: Path | None, n_ctx: int, runtime_mb: int) -> int:
     if path is None or not path.is_file():
         return 0
     try:
-        kv = kv_cache_mb(read_metadata(path), n_ctx)
+        kv = kv_cache_mb(metadata(path), n_ctx)
     except (GGUFError, OSError):
         kv = 0.0
     return int(path.stat().st_size / 2**20 + kv + runtime_mb)

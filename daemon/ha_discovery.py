@@ -5,7 +5,7 @@ Home Assistant documents it: `device` and `origin` (required for device discover
 entities in `components`, each with its `platform` and a `unique_id`; availability follows the
 daemon's retained `status` topic. The entities read the stream topics (`transcript`, `response`,
 `state`) and the retained ones of `daemon.retained`; their commands are the daemon's own
-(`daemon.protocol.COMMANDS`).
+(`daemon.commands.COMMANDS`).
 
 `configuration_url` is sent only when `[mqtt] discovery_configuration_url` names one: the daemon
 serves no web page of its own, and a link to nothing would be a lie on the device page.
@@ -17,9 +17,10 @@ from collections.abc import Collection
 from importlib.metadata import PackageNotFoundError, metadata, version
 from typing import Any
 
-from daemon.protocol import COMMANDS
+from daemon.commands import COMMANDS
+from daemon.states import STATE_NAMES
 
-STATES = ["idle", "loading", "listening", "transcribing", "thinking", "responding"]
+STATES = list(STATE_NAMES)
 """The values of the `state` topic (the state sensor's `enum` options)."""
 
 SENSOR_STATE_MAX = 255
@@ -198,7 +199,7 @@ def _controls(base: str, models: list[str], commands: Collection[str]) -> list[E
                 "name": "Ask",
                 "icon": "mdi:chat-question",
                 "command_topic": f"{base}/command/ask",
-                "command_template": '{"id": "homeassistant", "text": {{ value | tojson }}}',
+                "command_template": '{"text": {{ value | tojson }}}',  # each ask gets its own id
                 "min": 1,
                 "max": SENSOR_STATE_MAX,
                 "mode": "text",
@@ -212,8 +213,8 @@ def _controls(base: str, models: list[str], commands: Collection[str]) -> list[E
                 "icon": "mdi:microphone",
                 "entity_category": "config",
                 "command_topic": f"{base}/command/microphone",
-                "payload_on": '{"id": "homeassistant", "on": true}',
-                "payload_off": '{"id": "homeassistant", "on": false}',
+                "payload_on": "ON",
+                "payload_off": "OFF",
                 "state_topic": f"{base}/microphone",
                 "state_on": "ON",
                 "state_off": "OFF",
@@ -227,7 +228,7 @@ def _controls(base: str, models: list[str], commands: Collection[str]) -> list[E
             "icon": "mdi:brain",
             "entity_category": "config",
             "command_topic": f"{base}/command/load_model",
-            "command_template": '{"id": "homeassistant", "model": {{ value | tojson }}}',
+            "command_template": '{"model": {{ value | tojson }}}',
             "state_topic": f"{base}/model",
             "options": models,
         }

@@ -14,6 +14,8 @@ import json
 import logging
 import os
 import ssl
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
-from daemon.commands import Commands
+from daemon.commands import COMMANDS, Commands
 from daemon.config.schema import MqttSettings
 from daemon.config.urls import redact
 from daemon.errors import TektraError
@@ -32,14 +34,16 @@ from daemon.events import (
     EventBus,
     ModelChanged,
     PartialTranscript,
+    RequestId,
     ResponseChunk,
     ResponseDone,
     StateChanged,
     TranscriptReady,
+    new_request_id,
 )
 from daemon.ha_discovery import discovery_payload, discovery_topic
 from daemon.outbox import Outbox, Outgoing
-from daemon.protocol import STREAMING, ProtocolError, Request, parse_payload
+from daemon.protocol import Request
 from daemon.retained import RetainedTopics
 from daemon.supervisor import backoff_delays, run_together
 
@@ -90,6 +94,42 @@ def tls_context(settings: MqttSettings) -> ssl.SSLContext:
     return context
 
 
+PROBE_RETAINED_S = 0.5
+"""How long the start-up probe waits for the retained `status` (the broker sends it at once)."""
+PROBE_ANSWER_S = 3.0
+"""How long the probe waits for a running daemon to answer its `status` request."""
+HEALTHY_SESSION_S = 10.0
+"""A session at least this long counts as healthy: the reconnect backoff starts over."""
+BRIEF_SESSIONS = 3
+"""Brief sessions in a row that are reported as a likely client-id collision."""
+
+
+class NodeInUse(TektraError):
+    code = "node_in_use"
+
+
+async def _first(
+    client: aiomqtt.Client, wanted: Callable[[aiomqtt.Message], bool], timeout_s: float
+) -> aiomqtt.Message | None:
+    """The first message `wanted` within `timeout_s`, else None."""
+
+    async def look() -> aiomqtt.Message | None:
+        async for message in client.messages:
+            if wanted(message):
+                return message
+        return None
+
+    try:
+        return await asyncio.wait_for(look(), timeout_s)
+    except asyncio.TimeoutError:
+        return None
+
+
+def _carries_id(message: aiomqtt.Message, request_id: str) -> bool:
+    payload = message.payload if isinstance(message.payload, bytes) else b""
+    return request_id.encode() in payload
+
+
 class MqttLink:
     """Publishes the bus to the broker and feeds the broker's commands to `commands`."""
 
@@ -107,6 +147,13 @@ class MqttLink:
         self.reconnects = 0
         self._stopping = asyncio.Event()
         self._jobs: set[asyncio.Task[None]] = set()
+        unknown = sorted(set(settings.commands) - set(COMMANDS))
+        if unknown and "commands" in settings.model_fields_set:
+            log.warning(
+                "[mqtt] commands: no such command %s (commands: %s)",
+                ", ".join(unknown),
+                ", ".join(sorted(COMMANDS)),
+            )
 
     def status(self) -> dict[str, Any]:
         return {
@@ -144,10 +191,12 @@ class MqttLink:
         qos = self.settings.qos
         if isinstance(event, StateChanged):
             return [Outgoing(f"{self.base}/state", event.state.encode(), qos, True, keep=False)]
+        # Live pieces go at QoS 0: a lost one is soon overtaken by the next and by the whole
+        # answer (QoS 1, kept in the outbox), and none waits for a broker round trip.
         if isinstance(event, ResponseChunk):
-            return [self._json("response/chunk", event, keep=False)]
+            return [self._json("response/chunk", event, keep=False, qos=0)]
         if isinstance(event, PartialTranscript):
-            return [self._json("transcript/partial", event, keep=False)]
+            return [self._json("transcript/partial", event, keep=False, qos=0)]
         if isinstance(event, ResponseDone | TranscriptReady | ErrorRaised):
             topic = {"response": "response", "transcript": "transcript", "error": "error"}
             return [self._json(topic[event.kind], event)]
@@ -155,38 +204,82 @@ class MqttLink:
             return [Outgoing(f"{self.base}/model", event.model.encode(), qos, True, keep=False)]
         return []
 
-    def _json(self, sub: str, event: Event, *, keep: bool = True) -> Outgoing:
+    def _json(
+        self, sub: str, event: Event, *, keep: bool = True, qos: int | None = None
+    ) -> Outgoing:
         wire = event.to_wire()
         del wire["event"]
-        return self.message(sub, wire, keep=keep)
+        return self.message(sub, wire, keep=keep, qos=qos)
 
-    def message(self, sub: str, payload: dict[str, Any], *, keep: bool = True) -> Outgoing:
-        data = json.dumps(payload, ensure_ascii=False).encode()
-        return Outgoing(f"{self.base}/{sub}", data, self.settings.qos, False, keep)
+    def message(
+        self, sub: str, payload: dict[str, Any], *, keep: bool = True, qos: int | None = None
+    ) -> Outgoing:
+        # `replace`: text that is not Unicode (the parser refuses it; this is the last guard)
+        # must not make a message that can never be encoded, stuck at the head of the outbox.
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8", "replace")
+        qos = self.settings.qos if qos is None else min(qos, self.settings.qos)
+        return Outgoing(f"{self.base}/{sub}", data, qos, False, keep)
 
     # --- the connection ----------------------------------------------------------------------
 
-    def _client(self) -> aiomqtt.Client:
+    def _client(self, *, probe: bool = False) -> aiomqtt.Client:
+        """The link's client; with `probe`, a throwaway one (own id, no last will) that cannot
+        knock another client off the broker."""
         address = broker_address(self.settings)
         return aiomqtt.Client(
             address.host,
             address.port,
             username=self.settings.username,
             password=password(self.settings),
-            identifier=self.settings.client_id or f"tektra-{self.node_id}",
-            will=aiomqtt.Will(f"{self.base}/status", b"offline", 1, True),
+            identifier=new_request_id("tektra-probe") if probe else self.client_id,
+            will=None if probe else aiomqtt.Will(f"{self.base}/status", b"offline", 1, True),
             keepalive=self.settings.keepalive_s,
             tls_context=tls_context(self.settings) if address.tls else None,
             timeout=10,
         )
 
+    @property
+    def client_id(self) -> str:
+        return self.settings.client_id or f"tektra-{self.node_id}"
+
+    async def check_node_free(self) -> None:
+        """Refuse (NodeInUse) when another daemon serves this node on the broker, before our
+        client id takes its connection over. The retained `status` says `online` while one runs
+        (its last will turns it `offline`); a `status` request with a fresh id confirms it is
+        alive, since a will is never sent when broker and daemon die together. An unreachable
+        broker is not a refusal: the link retries it."""
+        status = f"{self.base}/status"
+        try:
+            async with self._client(probe=True) as probe:
+                await probe.subscribe(status, qos=1)
+                said = await _first(probe, lambda m: m.topic.value == status, PROBE_RETAINED_S)
+                if said is None or said.payload != b"online":
+                    return
+                ping = new_request_id("probe")
+                await probe.subscribe(f"{self.base}/reply", qos=1)
+                await probe.subscribe(f"{self.base}/error", qos=1)
+                await probe.publish(f"{self.base}/command/status", json.dumps({"id": ping}), 1)
+                answer = await _first(probe, lambda m: _carries_id(m, ping), PROBE_ANSWER_S)
+        except aiomqtt.MqttError:
+            return
+        if answer is not None:
+            raise NodeInUse(
+                f"another Tektra daemon already serves node '{self.node_id}' on the MQTT broker "
+                f"{self.settings.broker}; stop it first, or give this one another [daemon] node_id"
+            )
+        log.warning(
+            "the broker says node %s is online, but nothing answers; taking it over", self.node_id
+        )
+
     async def _connect_forever(self) -> None:
         delays = backoff_delays(0.2, self.settings.reconnect_max_s)
+        brief = 0  # sessions in a row that the broker ended right after they began
         while not self._stopping.is_set():
+            began: float | None = None
             try:
                 async with self._client() as client:
+                    began = time.monotonic()
                     self._set_connected(True)
-                    delays = backoff_delays(0.2, self.settings.reconnect_max_s)
                     await self._session(client)
                     return
             except (aiomqtt.MqttError, TektraError) as exc:
@@ -200,11 +293,28 @@ class MqttLink:
                 self._set_connected(False, reason)
             finally:
                 self._set_connected(False)
+            # The backoff starts over only after a session that lasted: a broker that drops us
+            # at once (another client taking our client id over) must not meet a reconnect storm.
+            if began is not None and time.monotonic() - began >= HEALTHY_SESSION_S:
+                delays, brief = backoff_delays(0.2, self.settings.reconnect_max_s), 0
+            elif began is not None:
+                brief += 1
+                if brief == BRIEF_SESSIONS:
+                    self._report_takeover()
             delay = next(delays)
             try:
                 await asyncio.wait_for(self._stopping.wait(), delay)
             except asyncio.TimeoutError:
                 self.reconnects += 1
+
+    def _report_takeover(self) -> None:
+        message = (
+            f"the MQTT broker dropped this daemon right after connecting {BRIEF_SESSIONS} times "
+            f"in a row: another client probably uses the client id '{self.client_id}' (a second "
+            f"Tektra for node '{self.node_id}'?); retrying with backoff"
+        )
+        log.error("%s", message)
+        self.bus.publish(ErrorRaised(None, "client_id_in_use", message))
 
     def _set_connected(self, connected: bool, detail: str = "") -> None:
         if not connected:
@@ -256,7 +366,8 @@ class MqttLink:
     async def _publish_discovery(self, client: aiomqtt.Client) -> None:
         models = [m.id for m in self.commands.assistant.config.models]
         url = self.settings.discovery_configuration_url
-        payload = discovery_payload(self.base, self.node_id, models, url)
+        allowed = [name for name in self.settings.commands if name in COMMANDS]
+        payload = discovery_payload(self.base, self.node_id, models, url, allowed)
         topic = discovery_topic(self.settings.discovery_prefix, self.node_id)
         await client.publish(topic, json.dumps(payload).encode(), qos=1, retain=True)
 
@@ -264,7 +375,7 @@ class MqttLink:
         """The retained present: state, model and `daemon.retained`'s topics, for anyone who
         subscribes later."""
         assistant = self.commands.assistant
-        retained = {
+        retained: dict[str, str] = {
             "state": assistant.state,
         }
         if assistant.model is not None:
@@ -288,38 +399,36 @@ class MqttLink:
                 if payload.strip() == b"online":  # Home Assistant restarted: tell it again
                     await self._publish_discovery(client)
             elif topic.startswith(prefix):
-                self._command(topic[len(prefix) :], payload)
+                self._command(topic[len(prefix) :], payload, message.retain)
 
-    def _command(self, name: str, payload: bytes) -> None:
-        limit = self.commands.limits.max_request_bytes
-        try:
-            if len(payload) > limit:
-                raise ProtocolError("too_large", f"command/{name}: payload over {limit} bytes")
-            request = parse_payload(name, payload)
-        except ProtocolError as exc:
-            self._error(exc.request_id, exc.code, f"command/{name}: {exc.message}")
+    def _command(self, name: str, payload: bytes, retained: bool) -> None:
+        if retained:
+            # A retained command is an old one the broker replays on every (re)subscribe:
+            # running it would repeat it after every reconnect, so it never runs.
+            log.warning(
+                "ignored a retained command on %s/command/%s; commands are never retained "
+                "(clear it with an empty retained message on that topic)",
+                self.base,
+                name,
+            )
+            return
+        request = self.commands.read_message(name, payload, self.settings.commands)
+        if not isinstance(request, Request):
+            self._error(request.id, request.code, request.message)
             return
         job = asyncio.create_task(self._run(request), name=f"mqtt command {name}")
         self._jobs.add(job)
         job.add_done_callback(self._jobs.discard)
 
     async def _run(self, request: Request) -> None:
-        try:
-            result = await self.commands.execute(request)
-        except TektraError as exc:
-            # The assistant already put an answer's own failure on the bus (and so on `error`).
-            if request.command not in STREAMING or isinstance(exc, ProtocolError):
-                self._error(request.id, exc.code, f"{request.command}: {exc.message}")
-            return
-        except Exception as exc:  # a bug in one command must not end the link; report it
-            log.exception("command %s failed", request.command)
-            self._error(request.id, "internal", f"{request.command}: {type(exc).__name__}: {exc}")
-            return
-        if request.command in STREAMING:
-            return  # the answer itself, on `response`, is the reply
-        reply = {"id": request.id, "command": request.command, "result": result}
-        self.outbox.put(self.message("reply", reply))
+        outcome = await self.commands.run_request(request)
+        if outcome.result is None:
+            if not outcome.on_bus:  # an answer's own failure is on `error` already
+                self._error(outcome.id, outcome.code, outcome.message)
+        elif not self.commands.streaming(request):  # an answer's reply is its `response`
+            reply = {"id": request.id, "command": request.command, "result": outcome.result}
+            self.outbox.put(self.message("reply", reply))
 
-    def _error(self, request_id: object, code: str, message: str) -> None:
+    def _error(self, request_id: RequestId | None, code: str, message: str) -> None:
         payload = {"id": request_id, "code": code, "message": message}
         self.outbox.put(self.message("error", payload))

@@ -83,7 +83,7 @@ class Service:
             if self.owns_process:
                 # Threads still busy in an engine (a prompt being read, a call that never
                 # returns) would hold the interpreter's exit: past this it ends without them.
-                _exit_after(self.config.daemon.shutdown_timeout_s + 5 * STEP_S + RELEASE_S)
+                _exit_after(self.config.daemon.shutdown_timeout_s + 6 * STEP_S + RELEASE_S)
             await self._shutdown()
         return 1 if self._forced.is_set() else 0
 
@@ -99,7 +99,10 @@ class Service:
                 log.error("%s", exc.message)
                 self.bus.publish(ErrorRaised(None, exc.code, exc.message))
         if mqtt.broker != "none":
-            self.link = MqttLink(mqtt, self.config.daemon.node_id, self.bus, self.commands)
+            link = MqttLink(mqtt, self.config.daemon.node_id, self.bus, self.commands)
+            if self.broker is None:  # a broker of our own starts empty: no one else to find
+                await link.check_node_free()
+            self.link = link
             self.supervisor.spawn("mqtt", self.link.run)
         await self.socket.start()
         self.supervisor.spawn("socket", self.socket.run)
@@ -112,7 +115,9 @@ class Service:
             except TektraError as exc:
                 log.warning("running without a microphone: %s", exc.message)
         model_id = self.config.default_model_id
-        if model_id is not None:
+        if model_id is None:
+            log.info("no default model to load")
+        else:
             # In the background: READY must not wait for an engine (a hung server delayed it
             # past systemd's start timeout). Questions asked meanwhile wait for the model.
             self.supervisor.spawn("model", lambda: self._load_default_model(model_id))
@@ -144,7 +149,7 @@ class Service:
         if self._reload_job is not None:
             self._reload_job.cancel()
         await self.supervisor.stop("model", STEP_S)  # a default model still loading is dropped
-        await self.supervisor.stop("voice", STEP_S)
+        await self.supervisor.stop("voice", 2 * STEP_S)  # the microphone closes in a thread
         timeout = self.config.daemon.shutdown_timeout_s
         if not await self._unless_forced(self.assistant.wait_idle(timeout)):
             stopped = self.assistant.stop_all(

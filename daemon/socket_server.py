@@ -23,7 +23,7 @@ from daemon.commands import Commands
 from daemon.config.schema import DaemonSettings
 from daemon.errors import TektraError
 from daemon.events import EventBus
-from daemon.protocol import STREAMING, ProtocolError, Request, error_reply, parse_line
+from daemon.protocol import ProtocolError, Request, error_reply
 from daemon.socket_access import (
     Peer,
     PeerCheck,
@@ -141,6 +141,7 @@ class SocketServer:
             return
         session.served = True
         tasks = session.tasks
+        conversation = self.commands.open_conversation()  # this connection's own conversation
         try:
             while True:
                 line = await connection.next_line(lambda: bool(tasks))
@@ -151,13 +152,13 @@ class SocketServer:
                     continue
                 if not line.strip():
                     continue
-                try:
-                    request = parse_line(line)
-                except ProtocolError as exc:
-                    connection.send(error_reply(exc.request_id, exc.code, exc.message))
+                request = self.commands.read_line(line)
+                if not isinstance(request, Request):
+                    connection.send(request.socket_line())
                     continue
                 task = asyncio.create_task(
-                    self._handle(connection, request), name=f"socket {request.command}"
+                    self._handle(connection, request, conversation),
+                    name=f"socket {request.command}",
                 )
                 tasks[task] = request
                 task.add_done_callback(session.finished)
@@ -175,27 +176,24 @@ class SocketServer:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self.commands.close_conversation(conversation)
             connection.close()
 
-    async def _handle(self, connection: ClientConnection, request: Request) -> None:
-        try:
-            if request.command == "subscribe":
-                await self._subscribe(connection, request)
-                return
-            on_chunk = None
-            if request.command in STREAMING:
+    async def _handle(
+        self, connection: ClientConnection, request: Request, conversation: str
+    ) -> None:
+        if request.command == "subscribe":
+            await self._subscribe(connection, request)
+            return
+        on_chunk = None
+        if self.commands.streaming(request):
 
-                def on_chunk(text: str) -> None:
-                    connection.send({"id": request.id, "chunk": text})
+            def on_chunk(text: str) -> None:
+                connection.send({"id": request.id, "chunk": text})
 
-            result = await self.commands.execute(request, on_chunk)
-            connection.send({"id": request.id, "result": result})
-        except TektraError as exc:
-            connection.send(error_reply(request.id, exc.code, exc.message))
-        except Exception as exc:  # a bug in one command must not end the connection; report it
-            log.exception("command %s failed", request.command)
-            message = f"{type(exc).__name__}: {exc}"
-            connection.send(error_reply(request.id, "internal", message))
+        # run_request never raises (but for cancellation): every failure is an Outcome.
+        outcome = await self.commands.run_request(request, on_chunk, session=conversation)
+        connection.send(outcome.socket_line())
 
     async def _subscribe(self, connection: ClientConnection, request: Request) -> None:
         with self.bus.subscribe() as events:

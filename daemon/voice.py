@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
-import itertools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -19,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 from daemon.assistant import Assistant
 from daemon.config.schema import TektraConfig
 from daemon.errors import TektraError
-from daemon.events import ErrorRaised, PartialTranscript, PipelineNotice
+from daemon.events import ErrorRaised, PartialTranscript, PipelineNotice, new_request_id
 from daemon.manager.manager import Query
+from daemon.states import ANSWERING
 from pipelines.events import DeviceState, PipelineError, PipelineState, Transcript
 
 if TYPE_CHECKING:  # the module itself is imported only when a pipeline is started
@@ -36,12 +36,11 @@ class VoiceBridge:
     def __init__(self, assistant: Assistant) -> None:
         self.assistant = assistant
         self.pipeline: Any = None
-        self._ids = itertools.count(1)
 
     async def handle(self, query: VoiceQuery) -> None:
         """The pipeline's query handler: answer what was said (wake phrase stripped); the
         `transcript` event carries it as heard."""
-        request_id = f"voice-{next(self._ids)}"
+        request_id = new_request_id("voice")
         if not query.continues:
             self.assistant.manager.forget_session(VOICE_SESSION)
         question = Query(query.text, VOICE_SESSION, images=query.images, audio=query.audio_wav)
@@ -61,7 +60,7 @@ class VoiceBridge:
         """Pipeline events: states drive the assistant's state, the rest go on the bus."""
         if isinstance(event, PipelineState):
             # An answer's own states win: the pipeline's `idle` must not hide `responding`.
-            if self.assistant.state not in ("thinking", "responding"):
+            if self.assistant.state not in ANSWERING:
                 if event.state == "idle":
                     self.assistant.settle()
                 else:
@@ -101,8 +100,8 @@ class VoiceHost:
         self._config = config
         self._bridge = bridge
         self._spawn = spawn
-        self._muted = False
         self.pipeline: Any = None
+        bridge.assistant.on_muted.append(self.set_muted)  # the assistant holds mute
 
     @property
     def running(self) -> bool:
@@ -122,7 +121,7 @@ class VoiceHost:
         self.pipeline = module.VoicePipeline.from_config(
             self._config, self._bridge.handle, self._bridge.on_event, image_capable=image_capable
         )
-        self.pipeline.set_muted(self._muted)
+        self.pipeline.set_muted(self._bridge.assistant.muted)
         self._bridge.pipeline = self.pipeline
         self._spawn("voice", self.pipeline.run)
 
@@ -135,7 +134,7 @@ class VoiceHost:
         self.pipeline.end_pcm()
 
     def set_muted(self, muted: bool) -> None:
-        self._muted = muted
+        """Apply the assistant's mute to the running pipeline."""
         if self.pipeline is not None:
             self.pipeline.set_muted(muted)
 

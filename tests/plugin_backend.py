@@ -41,6 +41,8 @@ class RecordingBackend:
     settings: RecorderSettings
     calls: list[Call] = field(default_factory=list)
     loaded: set[str] = field(default_factory=set)
+    counted: list[str] = field(default_factory=list)
+    """Every text whose tokens the manager asked to count, in order."""
 
     name: ClassVar[str] = "recorder"
     capabilities: ClassVar[frozenset[str]] = frozenset({"text", "image"})
@@ -84,6 +86,7 @@ class RecordingBackend:
         return self.settings.memory_mb
 
     def count_tokens(self, model_id: str, text: str) -> int | None:
+        self.counted.append(text)
         return len(text.split())
 
     async def close(self) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncGenerator, Callable
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -13,6 +16,8 @@ from pydantic import BaseModel
 from daemon.config.schema import Preset
 from daemon.media import data_uri
 from daemon.templates import Message
+
+log = logging.getLogger("tektra.backends")
 
 
 @dataclass(frozen=True)
@@ -134,3 +139,71 @@ class Backend(Protocol):
     async def close(self) -> None:
         """Release everything (all models, connections)."""
         ...
+
+
+# --- shared plumbing of the built-in backends ------------------------------------------------
+
+ParamNames = Mapping[str, str | tuple[str, ...] | None]
+"""How an engine spells each sampling setting of `GenerationParams` (all but `stop`, which each
+engine merges with its template's own): a name, several names (servers that read either), or
+None where the engine has no such setting."""
+
+SAMPLING = tuple(f.name for f in dataclasses.fields(GenerationParams) if f.name != "stop")
+"""The settings a preset gives every request."""
+
+HEALTH_TTL_S = 5.0
+"""A health answer is reused this long, so a burst of questions costs one check."""
+
+
+class EngineBackend:
+    """What the built-in backends share (a plugin may inherit it too): presets turned into the
+    engine's parameters, the health check cached, and token counts left to the engine.
+
+    Subclasses set `param_names` and implement `probe`."""
+
+    name: ClassVar[str]
+    param_names: ClassVar[ParamNames]
+    cannot: ClassVar[Mapping[str, str]] = {}
+    """Why the engine drops a setting it has no name for, said once in the log."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._health: tuple[float, bool] | None = None
+        self._warned: set[str] = set()
+
+    async def health(self) -> bool:
+        if self._health is not None and self._clock() - self._health[0] < HEALTH_TTL_S:
+            return self._health[1]
+        healthy = await self.probe()
+        self._health = (self._clock(), healthy)
+        return healthy
+
+    async def probe(self) -> bool:
+        """Whether the engine can take work now: a server answers, a library is installed."""
+        raise NotImplementedError
+
+    def engine_params(self, params: GenerationParams) -> dict[str, Any]:
+        """The preset's settings under the engine's names; unset ones (None) are left out, so
+        the engine's own default applies."""
+        out: dict[str, Any] = {}
+        for setting in SAMPLING:
+            value = getattr(params, setting)
+            if value is None:
+                continue
+            names = self.param_names[setting]
+            if names is None:
+                self._warn_once(setting, value)
+                continue
+            for name in (names,) if isinstance(names, str) else names:
+                out[name] = value
+        return out
+
+    def _warn_once(self, setting: str, value: object) -> None:
+        if setting in self._warned:
+            return
+        self._warned.add(setting)
+        why = self.cannot.get(setting, "the engine has no such setting")
+        log.warning("%s: the preset's %s = %r is not applied: %s", self.name, setting, value, why)
+
+    def count_tokens(self, model_id: str, text: str) -> int | None:
+        return None

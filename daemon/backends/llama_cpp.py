@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from daemon.backends.base import (
+    EngineBackend,
     GenerationRequest,
     GenerationStats,
     ModelSpec,
+    ParamNames,
     openai_messages,
 )
 from daemon.backends.threaded import Emit, stream_from_thread
@@ -48,12 +50,22 @@ class _Loaded:
     """Loaded with an mmproj: prompts go through llama.cpp's multimodal chat handler."""
 
 
-class LlamaCppBackend:
+class LlamaCppBackend(EngineBackend):
     name: ClassVar[str] = "llama_cpp"
     capabilities: ClassVar[frozenset[str]] = frozenset({"text", "image"})
     settings_model: ClassVar[type[LlamaCppSettings]] = LlamaCppSettings
+    param_names: ClassVar[ParamNames] = {
+        "max_tokens": "max_tokens",
+        "temperature": "temperature",
+        "top_p": "top_p",
+        "top_k": "top_k",
+        "min_p": "min_p",
+        "repeat_penalty": "repeat_penalty",
+        "seed": "seed",
+    }
 
     def __init__(self, settings: LlamaCppSettings) -> None:
+        super().__init__()
         self._settings = settings
         self._models: dict[str, _Loaded] = {}
         self._load_locks: dict[str, asyncio.Lock] = {}
@@ -102,7 +114,7 @@ class LlamaCppBackend:
         for model_id in list(self._models):
             await self.unload(model_id)
 
-    async def health(self) -> bool:
+    async def probe(self) -> bool:
         return importlib.util.find_spec("llama_cpp") is not None
 
     def estimate_memory_mb(self, spec: ModelSpec) -> int:
@@ -130,8 +142,10 @@ class LlamaCppBackend:
         if request.images and not loaded.multimodal:
             raise BackendError(self.name, f"model '{model_id}' has no mmproj to read images with")
 
+        sampling = self.engine_params(request.params)
+
         def work(emit: Emit, cancel: threading.Event) -> None:
-            _generate(loaded, request, stats, emit, cancel)
+            _generate(loaded, request, sampling, stats, emit, cancel)
 
         async for chunk in stream_from_thread(self.name, f"llama_cpp:{model_id}", work):
             yield chunk
@@ -145,6 +159,7 @@ def _close(loaded: _Loaded) -> None:
 def _generate(
     loaded: _Loaded,
     request: GenerationRequest,
+    engine_params: dict[str, Any],
     stats: GenerationStats,
     emit: Emit,
     cancel: threading.Event,
@@ -157,16 +172,7 @@ def _generate(
             stats.finish_reason = "cancelled"
             return
         llm = loaded.llm
-        sampling: dict[str, Any] = {
-            "max_tokens": params.max_tokens,
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-            "top_k": params.top_k,
-            "min_p": params.min_p,
-            "repeat_penalty": params.repeat_penalty,
-            "seed": params.seed,
-            "stream": True,
-        }
+        sampling: dict[str, Any] = {**engine_params, "stream": True}
         llama_cpp.llama_perf_context_reset(llm.ctx)
         # Checked by llama.cpp while it computes, so a long prompt being read stops too (the
         # check between chunks below comes only once the first token is out).
@@ -203,7 +209,11 @@ def _generate(
             llama_cpp.llama_set_abort_callback(llm.ctx, llama_cpp.ggml_abort_callback(), None)
         perf = llama_cpp.llama_perf_context(llm.ctx)
         stats.prompt_eval_tokens = perf.n_p_eval
-        stats.completion_tokens = perf.n_eval
+        # Each sampled token is evaluated when the next one is sampled, so the last is never
+        # evaluated: an end-of-generation token (finish `stop`) is not part of the answer, but
+        # the last token of an answer cut at max_tokens (or cancelled) is.
+        cut = stats.finish_reason in ("length", "cancelled")
+        stats.completion_tokens = perf.n_eval + (1 if cut else 0)
         if loaded.multimodal:
             stats.prompt_tokens = llm.n_tokens - perf.n_eval
         stats.timings_ms.update(prompt_eval=perf.t_p_eval_ms, generation=perf.t_eval_ms)

@@ -18,7 +18,14 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from daemon.backends.base import GenerationRequest, GenerationStats, ModelSpec, openai_messages
+from daemon.backends.base import (
+    EngineBackend,
+    GenerationRequest,
+    GenerationStats,
+    ModelSpec,
+    ParamNames,
+    openai_messages,
+)
 from daemon.backends.threaded import Emit, stream_from_thread
 from daemon.config.schema import MistralRsSettings
 from daemon.errors import BackendError, BackendLoadError
@@ -36,12 +43,27 @@ class _Loaded:
     lock: threading.Lock
 
 
-class MistralRsBackend:
+class MistralRsBackend(EngineBackend):
     name: ClassVar[str] = "mistral_rs"
     capabilities: ClassVar[frozenset[str]] = frozenset({"text", "image"})
     settings_model: ClassVar[type[MistralRsSettings]] = MistralRsSettings
+    param_names: ClassVar[ParamNames] = {
+        "max_tokens": "max_tokens",
+        "temperature": "temperature",
+        "top_p": "top_p",
+        "top_k": "top_k",
+        "min_p": "min_p",
+        "repeat_penalty": "repetition_penalty",
+        "seed": None,
+    }
+    cannot: ClassVar[dict[str, str]] = {
+        # Its only seed is the Runner's, and on a CPU it refuses even that ("cannot seed the
+        # CPU rng"): answers at a temperature above 0 are not reproducible on mistral.rs.
+        "seed": "mistral.rs takes no seed per request; answers above temperature 0 vary",
+    }
 
     def __init__(self, settings: MistralRsSettings) -> None:
+        super().__init__()
         self._settings = settings
         self._models: dict[str, _Loaded] = {}
         self._load_lock = asyncio.Lock()
@@ -85,14 +107,11 @@ class MistralRsBackend:
         for model_id in list(self._models):
             await self.unload(model_id)
 
-    async def health(self) -> bool:
+    async def probe(self) -> bool:
         return importlib.util.find_spec("mistralrs") is not None
 
     def estimate_memory_mb(self, spec: ModelSpec) -> int:
         return estimate_mb(spec.path, spec.context_length, runtime_mb=96)
-
-    def count_tokens(self, model_id: str, text: str) -> int | None:
-        return None
 
     async def generate(
         self, model_id: str, request: GenerationRequest, stats: GenerationStats
@@ -101,8 +120,10 @@ class MistralRsBackend:
         if loaded is None:
             raise BackendError(self.name, f"model '{model_id}' is not loaded")
 
+        sampling = self.engine_params(request.params)
+
         def work(emit: Emit, cancel: threading.Event) -> None:
-            _generate(loaded, request, stats, emit, cancel)
+            _generate(loaded, request, sampling, stats, emit, cancel)
 
         async for chunk in stream_from_thread(self.name, f"mistral_rs:{model_id}", work):
             yield chunk
@@ -116,6 +137,7 @@ def _release(loaded: _Loaded) -> None:
 def _generate(
     loaded: _Loaded,
     request: GenerationRequest,
+    sampling: dict[str, Any],
     stats: GenerationStats,
     emit: Emit,
     cancel: threading.Event,
@@ -133,14 +155,9 @@ def _generate(
     call = ChatCompletionRequest(
         model="default",
         messages=messages,
-        max_tokens=params.max_tokens,
-        temperature=params.temperature,
-        top_p=params.top_p,
-        top_k=params.top_k,
-        min_p=params.min_p,
-        repetition_penalty=params.repeat_penalty,
         stop_seqs=stop or None,
         stream=True,
+        **sampling,
     )
     with loaded.lock:
         if loaded.runner is None:
@@ -151,9 +168,9 @@ def _generate(
                 break
             choice = chunk.choices[0]
             if choice.delta.content:
-                stats.completion_tokens += 1
                 emit(choice.delta.content)
             if choice.finish_reason:
                 stats.finish_reason = choice.finish_reason
-            if chunk.usage is not None:
+            if chunk.usage is not None:  # the last chunk: the engine's own token counts
                 stats.prompt_tokens = chunk.usage.prompt_tokens
+                stats.completion_tokens = chunk.usage.completion_tokens

@@ -10,13 +10,19 @@ falls back to the next backend.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
-from daemon.backends.base import GenerationRequest, GenerationStats, ModelSpec, Progress
+from daemon.backends.base import (
+    EngineBackend,
+    GenerationRequest,
+    GenerationStats,
+    ModelSpec,
+    ParamNames,
+    Progress,
+)
 from daemon.config.schema import OllamaSettings
 from daemon.errors import BackendError, BackendLoadError
 
@@ -25,21 +31,29 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HEALTH_TTL_S = 5.0
 # What Ollama's /api/show calls the capabilities models.toml names.
 OLLAMA_CAPABILITY = {"image": "vision", "audio": "audio"}
 
 
-class OllamaBackend:
+class OllamaBackend(EngineBackend):
     name: ClassVar[str] = "ollama"
     capabilities: ClassVar[frozenset[str]] = frozenset({"text", "image"})
     settings_model: ClassVar[type[OllamaSettings]] = OllamaSettings
+    param_names: ClassVar[ParamNames] = {  # the `options` of Ollama's chat API
+        "max_tokens": "num_predict",
+        "temperature": "temperature",
+        "top_p": "top_p",
+        "top_k": "top_k",
+        "min_p": "min_p",
+        "repeat_penalty": "repeat_penalty",
+        "seed": "seed",
+    }
 
     def __init__(self, settings: OllamaSettings) -> None:
+        super().__init__()
         self._settings = settings
         self._client: AsyncClient | None = None
         self._tags: dict[str, str] = {}  # model id -> Ollama tag
-        self._health: tuple[float, bool] = (0.0, False)
         self.warnings: list[str] = []
         """Mismatches between models.toml and what the server reports, newest last."""
         self.on_progress: Progress | None = None
@@ -114,25 +128,17 @@ class OllamaBackend:
             await self._client.close()  # type: ignore[no-untyped-call]  # untyped in ollama
             self._client = None
 
-    async def health(self) -> bool:
+    async def probe(self) -> bool:
         import ollama
 
-        checked, healthy = self._health
-        if time.monotonic() - checked < HEALTH_TTL_S:
-            return healthy
         try:
             await self._api().list()
-            healthy = True
         except (ollama.ResponseError, ConnectionError, httpx.HTTPError):
-            healthy = False
-        self._health = (time.monotonic(), healthy)
-        return healthy
+            return False
+        return True
 
     def estimate_memory_mb(self, spec: ModelSpec) -> int:
         return 0  # the server holds the weights in its own memory
-
-    def count_tokens(self, model_id: str, text: str) -> int | None:
-        return None
 
     async def generate(
         self, model_id: str, request: GenerationRequest, stats: GenerationStats
@@ -142,17 +148,9 @@ class OllamaBackend:
         tag = self._tags.get(model_id)
         if tag is None:
             raise BackendError(self.name, f"model '{model_id}' is not loaded")
-        params = request.params
-        options: dict[str, Any] = {
-            "num_predict": params.max_tokens,
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-            "top_k": params.top_k,
-            "min_p": params.min_p,
-            "repeat_penalty": params.repeat_penalty,
-            "stop": list(params.stop) or None,
-            "seed": params.seed,
-        }
+        options = self.engine_params(request.params)
+        if request.params.stop:
+            options["stop"] = list(request.params.stop)
         messages: list[dict[str, Any]] = [
             {"role": m.role, "content": m.content} for m in request.messages
         ]
@@ -163,7 +161,7 @@ class OllamaBackend:
                 model=tag,
                 messages=messages,
                 stream=True,
-                options={k: v for k, v in options.items() if v is not None},
+                options=options,
                 keep_alive=self._settings.keep_alive,
             )
             async for part in stream:

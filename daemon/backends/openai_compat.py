@@ -9,15 +9,17 @@ in `api_key_env` and is never logged.
 
 from __future__ import annotations
 
+import logging
 import os
-import time
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, ClassVar
 
 from daemon.backends.base import (
+    EngineBackend,
     GenerationRequest,
     GenerationStats,
     ModelSpec,
+    ParamNames,
     openai_messages,
 )
 from daemon.config.schema import OpenAISettings
@@ -26,20 +28,30 @@ from daemon.errors import BackendError, BackendLoadError
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
-HEALTH_TTL_S = 5.0
-"""A health answer is reused this long, so a burst of questions costs one round trip."""
+log = logging.getLogger(__name__)
 
 
-class OpenAICompatibleBackend:
+class OpenAICompatibleBackend(EngineBackend):
     name: ClassVar[str] = "openai"
     capabilities: ClassVar[frozenset[str]] = frozenset({"text", "image", "audio"})
     settings_model: ClassVar[type[OpenAISettings]] = OpenAISettings
+    param_names: ClassVar[ParamNames] = {
+        "max_tokens": "max_tokens",
+        "temperature": "temperature",
+        "top_p": "top_p",
+        "seed": "seed",
+        # Not in OpenAI's schema but read by llama.cpp's server, vLLM and Ollama.
+        "top_k": "top_k",
+        "min_p": "min_p",
+        "repeat_penalty": ("repeat_penalty", "repetition_penalty"),
+    }
 
     def __init__(self, settings: OpenAISettings) -> None:
+        super().__init__()
         self._settings = settings
         self._client: AsyncOpenAI | None = None
         self._served: dict[str, str] = {}  # model id -> the name the server knows it by
-        self._health: tuple[float, bool] = (0.0, False)
+        self._no_usage_said = False
 
     def _api(self) -> AsyncOpenAI:
         if self._client is None:
@@ -84,23 +96,15 @@ class OpenAICompatibleBackend:
             await self._client.close()
             self._client = None
 
-    async def health(self) -> bool:
-        checked, healthy = self._health
-        if time.monotonic() - checked < HEALTH_TTL_S:
-            return healthy
+    async def probe(self) -> bool:
         try:
             await self._models()
-            healthy = True
         except BackendError:
-            healthy = False
-        self._health = (time.monotonic(), healthy)
-        return healthy
+            return False
+        return True
 
     def estimate_memory_mb(self, spec: ModelSpec) -> int:
         return 0  # the weights live in the server's memory, not ours
-
-    def count_tokens(self, model_id: str, text: str) -> int | None:
-        return None
 
     async def generate(
         self, model_id: str, request: GenerationRequest, stats: GenerationStats
@@ -110,34 +114,27 @@ class OpenAICompatibleBackend:
         name = self._served.get(model_id)
         if name is None:
             raise BackendError(self.name, f"model '{model_id}' is not loaded")
-        params = request.params
         try:
             stream = await self._api().chat.completions.create(
                 model=name,
                 messages=openai_messages(request, with_audio=True),
                 stream=True,
-                max_tokens=params.max_tokens,
-                temperature=params.temperature,
-                top_p=params.top_p,
-                seed=params.seed,
-                stop=list(params.stop) or None,
-                # Not in OpenAI's schema but understood by llama.cpp's server and vLLM.
-                extra_body={
-                    "top_k": params.top_k,
-                    "min_p": params.min_p,
-                    "repeat_penalty": params.repeat_penalty,
-                    "repetition_penalty": params.repeat_penalty,
-                },
+                # The server's own token counts, in a last chunk (vLLM, llama.cpp's server,
+                # Ollama and OpenAI send it; a server that does not just leaves it out).
+                stream_options={"include_usage": True},
+                stop=list(request.params.stop) or None,
+                extra_body=self.engine_params(request.params),
             )
         except openai.APIError as exc:
             raise BackendError(self.name, _reason(exc, self._settings.base_url)) from exc
+        usage = None
         try:
             async for chunk in stream:
+                usage = chunk.usage or usage
                 if not chunk.choices:
                     continue
                 choice = chunk.choices[0]
                 if choice.delta.content:
-                    stats.completion_tokens += 1
                     yield choice.delta.content
                 if choice.finish_reason:
                     stats.finish_reason = choice.finish_reason
@@ -145,6 +142,15 @@ class OpenAICompatibleBackend:
             raise BackendError(self.name, _reason(exc, self._settings.base_url)) from exc
         finally:
             await stream.close()  # a client that went away closes the HTTP stream too
+        if usage is not None:
+            stats.prompt_tokens = usage.prompt_tokens
+            stats.completion_tokens = usage.completion_tokens
+        elif not self._no_usage_said:
+            self._no_usage_said = True
+            log.warning(
+                "%s sends no token usage: answers from it report 0 prompt and completion tokens",
+                self._settings.base_url,
+            )
 
 
 def _reason(exc: Exception, base_url: str) -> str:

@@ -163,6 +163,21 @@ class MqttSettings(Section):
     """Messages kept while the broker is away; when full the oldest is dropped and counted."""
     reconnect_max_s: float = Field(30.0, ge=0.1, le=3_600.0)
     """Longest wait between reconnect attempts (the backoff doubles up to it, with jitter)."""
+    commands: list[str] = [
+        "ask",
+        "status",
+        "models",
+        "load_model",
+        "microphone",
+        "mute",
+        "unmute",
+        "new_conversation",
+        "cancel",
+        "reload",
+    ]
+    """Commands taken over MQTT (a house broker is shared by many devices): by default what the
+    Home Assistant entities need; `set_system_prompt`, `switch_backend`, `push_audio`,
+    `multimodal` and `validate` only when listed. Others are answered `forbidden`."""
 
 
 class LlamaCppSettings(Section):

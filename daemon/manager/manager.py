@@ -26,13 +26,17 @@ from daemon.backends.registry import BackendRegistry
 from daemon.config.load import check_file
 from daemon.config.schema import BUILTIN_BACKENDS, ModelEntry, Preset, TektraConfig
 from daemon.errors import (
+    BackendDisabled,
     BackendError,
     ConfigIssue,
     GenerationError,
+    InputTooLong,
     NoBackendAvailable,
     TektraError,
+    UnknownBackend,
+    UnknownPreset,
 )
-from daemon.manager.conversation import Sessions, rough_tokens
+from daemon.manager.conversation import Conversation, Sessions, rough_tokens
 from daemon.manager.health import HealthBook
 from daemon.manager.memory import MemoryLedger
 from daemon.manager.query import Answer, BackendStatus, ModelInfo, Query
@@ -49,6 +53,7 @@ class UnifiedModelManager:
         registry: BackendRegistry | None = None,
         config_path: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sessions: Sessions | None = None,
     ) -> None:
         self.config = config
         self.registry = registry or BackendRegistry()
@@ -59,10 +64,15 @@ class UnifiedModelManager:
         self._memory = MemoryLedger(
             config.memory_limits.total_mb, dict(config.memory_limits.backends)
         )
-        self._sessions = Sessions()
+        self._sessions = sessions if sessions is not None else Sessions()
+        """Conversations outlive the manager: a reload hands them to the next one."""
+        self._counts: dict[tuple[str, str], int] = {}  # (tokenizer, text) -> tokens
         self._load_lock = asyncio.Lock()  # one load/evict decision at a time
         self.system_prompt = config.daemon.system_prompt
         self.forced_backend: str | None = None
+        self.active_model: str | None = None
+        """The model `load_model` chose last; it answers queries that name none (else the
+        configured default does)."""
         self.on_progress: Callable[[str, str, str], None] | None = None
         """`(backend, model_id, status)` for slow work a backend reports (Ollama pulls)."""
 
@@ -76,6 +86,7 @@ class UnifiedModelManager:
         for name in order:
             try:
                 await self._ensure_loaded(model, name)
+                self.active_model = model.id
                 return name
             except BackendError as exc:
                 errors.append(self._failed(name, exc))
@@ -99,7 +110,7 @@ class UnifiedModelManager:
         self,
         text: str,
         *,
-        session: str = "default",
+        session: str | None = None,
         model: str | None = None,
         preset: str | None = None,
     ) -> AsyncIterator[str]:
@@ -110,7 +121,7 @@ class UnifiedModelManager:
         self,
         text: str,
         *,
-        session: str = "default",
+        session: str | None = None,
         model: str | None = None,
         preset: str | None = None,
     ) -> str:
@@ -123,7 +134,7 @@ class UnifiedModelManager:
         audio: bytes | None = None,
         video: Sequence[bytes] = (),
         *,
-        session: str = "default",
+        session: str | None = None,
         model: str | None = None,
         preset: str | None = None,
     ) -> str:
@@ -135,9 +146,9 @@ class UnifiedModelManager:
         if name is not None:
             if name not in self.registry:
                 known = ", ".join(self.registry.names())
-                raise TektraError(f"backend '{name}' is not installed (installed: {known})")
+                raise UnknownBackend(f"backend '{name}' is not installed (installed: {known})")
             if not self.config.backends.enabled(name):
-                raise TektraError(
+                raise BackendDisabled(
                     f"backend '{name}' is disabled: set [backends.{name}] enabled = true"
                 )
         self.forced_backend = name
@@ -145,21 +156,70 @@ class UnifiedModelManager:
     def set_system_prompt(self, prompt: str) -> None:
         self.system_prompt = prompt
 
-    def forget_session(self, session: str) -> None:
-        self._sessions.forget(session)
+    def forget_session(self, session: str) -> int:
+        """Start `session` afresh; returns how many exchanges it held."""
+        return self._sessions.forget(session)
 
-    def list_models(self) -> list[ModelInfo]:
-        return [self._info(m) for m in self.config.models]
+    def current(self) -> tuple[str, str] | None:
+        """(model id, backend) of the model that answers queries naming none, while it is
+        loaded; None when it is not (never loaded, failed, or unloaded to make room)."""
+        model_id = self.default_model_id
+        holder = self._memory.backend_of(model_id) if model_id is not None else None
+        return (model_id, holder) if model_id is not None and holder is not None else None
 
-    def validate_config(self) -> list[ConfigIssue]:
+    @property
+    def default_model_id(self) -> str | None:
+        return self.active_model or self.config.default_model_id
+
+    async def list_models(self) -> list[ModelInfo]:
+        return [await self._info(m) for m in self.config.models]
+
+    async def validate_config(self) -> list[ConfigIssue]:
         """Problems with the configuration file on disk and with the backends it relies on."""
         issues: list[ConfigIssue] = []
         if self._config_path is not None:
-            issues += check_file(self._config_path, self.registry.names())[1]
+            # Reading and checking the file is disk work: off the loop.
+            checked = await asyncio.to_thread(check_file, self._config_path, self.registry.names())
+            issues += checked[1]
         for name in BUILTIN_BACKENDS:
             if self.config.backends.enabled(name) and name not in self.registry:
                 issues.append(ConfigIssue(f"backends.{name}", "enabled but not installed"))
         return issues
+
+    @property
+    def sessions(self) -> Sessions:
+        return self._sessions
+
+    def adopt_choices(self, old: UnifiedModelManager) -> tuple[list[str], list[str]]:
+        """Take over what commands chose on `old` (the manager before a reload).
+
+        A choice is kept unless the new configuration changed that same setting (the file then
+        wins) or no longer allows it. Returns (kept, dropped), each in words."""
+        kept: list[str] = []
+        dropped: list[str] = []
+        was, now = old.config, self.config
+        if old.system_prompt != was.daemon.system_prompt:
+            if now.daemon.system_prompt != was.daemon.system_prompt:
+                dropped.append("set_system_prompt: models.toml now sets [daemon] system_prompt")
+            else:
+                self.system_prompt = old.system_prompt
+                kept.append("set_system_prompt")
+        if old.forced_backend is not None:
+            try:
+                self.switch_backend(old.forced_backend)
+                kept.append(f"switch_backend {old.forced_backend}")
+            except TektraError as exc:
+                dropped.append(f"switch_backend {old.forced_backend}: {exc.message}")
+        chosen = old.active_model
+        if chosen is not None and chosen != was.default_model_id:
+            if now.default_model_id != was.default_model_id:
+                dropped.append(f"load_model {chosen}: models.toml now sets [daemon] default_model")
+            elif now.model(chosen) is None:
+                dropped.append(f"load_model {chosen}: models.toml no longer has that model")
+            else:
+                self.active_model = chosen
+                kept.append(f"load_model {chosen}")
+        return kept, dropped
 
     async def close(self) -> None:
         for backend in self._backends.values():
@@ -247,8 +307,8 @@ class UnifiedModelManager:
             if resident is not None:
                 resident.last_used = self._clock()
                 return backend
-            spec = self._spec(model)
-            mb = model.memory_mb or backend.estimate_memory_mb(spec)
+            spec, estimate = await asyncio.to_thread(self._estimate, model, backend)
+            mb = model.memory_mb or estimate
             for old in self._memory.plan(model.id, name, mb):
                 await self.backend(old.backend).unload(old.model_id)
                 self._memory.remove(old.model_id, old.backend)
@@ -268,16 +328,14 @@ class UnifiedModelManager:
     def _preset(self, name: str | None) -> Preset:
         key = name or self.config.daemon.preset
         if key not in self.config.presets:
-            raise TektraError(
+            raise UnknownPreset(
                 f"no preset '{key}' (presets: {', '.join(sorted(self.config.presets))})"
             )
         return self.config.presets[key]
 
     async def _stream(self, answer: Answer) -> AsyncIterator[str]:
         query = answer.query
-        model = choose_model(
-            self.config.models, query.model, self.config.default_model_id, query.needs
-        )
+        model = choose_model(self.config.models, query.model, self.default_model_id, query.needs)
         preset = self._preset(query.preset)
         images = await asyncio.to_thread(self._media, query) if query.needs != {"text"} else ()
         order, skipped = self._order(model, query.needs)
@@ -292,7 +350,7 @@ class UnifiedModelManager:
             assert resident is not None
             resident.busy += 1
             try:
-                request = self._request(query, model, preset, backend, images)
+                request, counted = self._request(query, model, preset, backend, images)
                 answer.model_id, answer.backend, answer.stats = model.id, name, GenerationStats()
                 streamed = False
                 try:
@@ -312,8 +370,8 @@ class UnifiedModelManager:
                 resident.busy -= 1
                 resident.last_used = self._clock()
             self._health.record_success(name)
-            if answer.stats.finish_reason != "cancelled":
-                self._sessions.get(query.session).add(query.text, answer.text)
+            if answer.stats.finish_reason != "cancelled" and query.session is not None:
+                self._sessions.get(query.session).add(query.text, answer.text, counted)
             return
         raise NoBackendAvailable(
             f"no backend could answer with model '{model.id}': {self._why(errors + skipped)}"
@@ -341,29 +399,55 @@ class UnifiedModelManager:
         preset: Preset,
         backend: Backend,
         images: tuple[bytes, ...],
-    ) -> GenerationRequest:
+    ) -> tuple[GenerationRequest, dict[str, int]]:
+        """The request, and the question's tokens by tokenizer (kept with its exchange)."""
+
         def count(text: str) -> int:
             exact = backend.count_tokens(model.id, text)
             return exact if exact is not None else rough_tokens(text)
 
-        fixed = count(self.system_prompt) + count(query.text) + 16  # 16: the template's own tokens
+        # Only the new question is counted afresh; the system prompt and earlier exchanges keep
+        # their counts, per tokenizer (exact once the model is loaded, else rough).
+        exact = backend.count_tokens(model.id, query.text)
+        tokenizer = f"{type(backend).name}:{model.id}" if exact is not None else "rough"
+        question = exact if exact is not None else rough_tokens(query.text)
+        # 16: the template's own tokens
+        fixed = self._count(tokenizer, self.system_prompt, count) + question + 16
         if fixed >= model.context_length:
-            raise TektraError(
+            raise InputTooLong(
                 f"the question and system prompt take about {fixed} tokens, more than model "
                 f"'{model.id}' can read ({model.context_length}); shorten them"
             )
         room = model.context_length - fixed - preset.max_tokens
         budget = max(0, min(self.config.daemon.history_tokens, room))
-        conversation = self._sessions.get(query.session)
-        messages = conversation.messages(self.system_prompt, query.text, budget, count)
-        return GenerationRequest(
+        conversation = (
+            self._sessions.get(query.session) if query.session is not None else Conversation()
+        )
+        messages = conversation.messages(self.system_prompt, query.text, budget, count, tokenizer)
+        request = GenerationRequest(
             messages,
             GenerationParams.from_preset(preset, tuple(model.stop)),
             images=images,
             audio=query.audio if "audio" in model.capabilities else None,
         )
+        return request, {tokenizer: question}
 
-    def _info(self, model: ModelEntry) -> ModelInfo:
+    def _count(self, tokenizer: str, text: str, count: Callable[[str], int]) -> int:
+        """Tokens of a text that comes back with every query (the system prompt), counted once."""
+        key = (tokenizer, text)
+        if key not in self._counts:
+            if len(self._counts) > 64:
+                self._counts.clear()
+            self._counts[key] = count(text)
+        return self._counts[key]
+
+    def _estimate(self, model: ModelEntry, backend: Backend | None) -> tuple[ModelSpec, int]:
+        """The model's spec and its memory on `backend`: file-system work (the GGUF header walk
+        among it), run on a worker thread."""
+        spec = self._spec(model)
+        return spec, backend.estimate_memory_mb(spec) if backend is not None else 0
+
+    async def _info(self, model: ModelEntry) -> ModelInfo:
         holder = self._memory.backend_of(model.id)
         resident = self._memory.get(model.id, holder) if holder else None
         problem = None
@@ -371,9 +455,9 @@ class UnifiedModelManager:
         preferred = list(model.backend_preferences or self.config.backends.default)
         candidate = holder or next((b for b in preferred if b in self.registry), None)
         try:
-            spec = self._spec(model)
-            if memory is None and candidate is not None:
-                memory = self.backend(candidate).estimate_memory_mb(spec)
+            backend = self.backend(candidate) if memory is None and candidate else None
+            _, estimate = await asyncio.to_thread(self._estimate, model, backend)
+            memory = memory if backend is None else estimate
         except TektraError as exc:
             problem = exc.message
         return ModelInfo(

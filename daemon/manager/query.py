@@ -13,8 +13,9 @@ class Query:
     """One question to a model, with whatever it carries besides text."""
 
     text: str
-    session: str = "default"
-    """Conversation the question belongs to; each keeps its own history."""
+    session: str | None = None
+    """Conversation the question belongs to (each keeps its own history); None: a question
+    on its own, with no history and leaving none."""
     model: str | None = None
     """Model id; the configured default (or the first capable model) when None."""
     preset: str | None = None

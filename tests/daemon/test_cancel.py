@@ -62,7 +62,7 @@ async def test_cancel_with_a_target_stops_that_answer_even_while_it_waits_its_tu
     queued = (await second.until_done("queued", timeout_s=5))[-1]["result"]
     assert (queued["text"], queued["finish_reason"]) == ("", "cancelled")
     assert (await control.call({"id": "c", "cmd": "cancel", "target": 1}))["result"] == {
-        "cancelled": ["1"]
+        "cancelled": [1]  # the id with the type it was sent with
     }
     assert (await first.until_done(1, timeout_s=5))[-1]["result"]["finish_reason"] == "cancelled"
     for client in (first, second, control):

@@ -98,7 +98,7 @@ async def test_events_prints_every_event_as_a_json_line(make_daemon: Callable[..
         if event["event"] != "microphone":  # mutes still on their way
             seen.append(event)
     assert [(e["event"], e.get("state") or e.get("text")) for e in seen] == HELLO_EVENTS
-    assert seen[2] == {"event": "response_chunk", "id": "2", "seq": 0, "text": "You"}
+    assert seen[2] == {"event": "response_chunk", "id": 2, "seq": 0, "text": "You"}
     events.terminate()
     await events.wait()
     await client.close()

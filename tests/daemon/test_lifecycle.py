@@ -61,6 +61,7 @@ def test_sighup_reloads_models_toml_and_keeps_the_running_one_when_invalid(
     daemon = make_daemon('broker = "none"', start=False)
     daemon.env["NOTIFY_SOCKET"] = notify_socket.getsockname()
     daemon.start()
+    messages_until(notify_socket, "READY=1")  # the start's own, so each wait below is a reload's
 
     async def model_ids() -> list[str]:
         client = await SocketClient.connect(daemon.socket)
@@ -163,6 +164,11 @@ async def test_the_reload_command_reports_every_error_and_keeps_the_configuratio
     assert "mqtt.qos: must be at most 2 (got 5)" in refused["error"]["message"]
     daemon.config.write_text(good.replace('"parrot"', '"macaw"'))
     reloaded = await client.call({"id": "r3", "cmd": "reload"})
-    assert reloaded["result"] == {"reloaded": True, "models": ["echo", "macaw"]}
+    assert reloaded["result"] == {
+        "reloaded": True,
+        "models": ["echo", "macaw"],
+        "kept": [],
+        "dropped": [],
+    }
     await client.close()
     assert daemon.stop() == 0

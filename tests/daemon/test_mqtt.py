@@ -23,52 +23,6 @@ from tests.daemon.conftest import (
 BASE = "tektra/testnode"
 
 
-async def test_mqtt_commands_are_answered_with_their_id_and_bad_payloads_name_the_problem(
-    make_daemon: Callable[..., Daemon], mosquitto: Mosquitto
-) -> None:
-    daemon = make_daemon(f'broker = "{mosquitto.url}"')
-    async with listening(mosquitto, [f"{BASE}/#"]) as mqtt, mosquitto.client() as sender:
-        # The retained model comes after the daemon subscribed to its commands.
-        await mqtt.wait_for(lambda m: m.topic == f"{BASE}/model")
-        await sender.publish(f"{BASE}/command/ask", b'{"id": "k1", "text": "open the door"}', 1)
-        answer = await mqtt.wait_for(lambda m: m.topic == f"{BASE}/response")
-        assert answer.json()["id"] == "k1"
-        assert answer.json()["text"] == "You said: open the door"
-
-        await sender.publish(f"{BASE}/command/set_system_prompt", b'{"id": 2, "prompt": "Hi"}', 1)
-        reply = await mqtt.wait_for(lambda m: m.topic == f"{BASE}/reply")
-        assert reply.json() == {
-            "id": 2,
-            "command": "set_system_prompt",
-            "result": {"system_prompt": "Hi"},
-        }
-
-        bad = {
-            "ask": (b"{not json", None, "bad_json", "command/ask: command/ask payload is not JSON"),
-            "load_model": (
-                b'{"id": "b2"}',
-                "b2",
-                "bad_request",
-                "command/load_model: load_model: `model`: required key is missing",
-            ),
-            "dance": (b'{"id": "b3"}', "b3", "unknown_command", "command/dance: unknown command"),
-            "mute": (b'{"text": "x"}', None, "bad_request", "missing field `id`"),
-        }
-        for name, (payload, _, _, _) in bad.items():
-            await sender.publish(f"{BASE}/command/{name}", payload, 1)
-        await mqtt.wait_until(lambda: len(mqtt.on(f"{BASE}/error")) == len(bad))
-        errors = [m.json() for m in mqtt.on(f"{BASE}/error")]
-        for _, request_id, code, message in bad.values():
-            match = [e for e in errors if e["code"] == code and message in e["message"]]
-            assert len(match) == 1 and match[0]["id"] == request_id, (code, errors)
-
-        # Still serving after all that.
-        await sender.publish(f"{BASE}/command/status", b'{"id": "s"}', 1)
-        status = await mqtt.wait_for(lambda m: m.topic == f"{BASE}/reply" and b'"s"' in m.payload)
-        assert status.json()["result"]["mqtt"]["connected"] is True
-    assert daemon.stop() == 0
-
-
 def seq(chunk: dict[str, Any]) -> int:
     value = chunk["seq"]
     assert isinstance(value, int)
@@ -201,6 +155,8 @@ async def test_broker_killed_and_restarted_mid_answer_delivers_the_answer_after_
     async with listening(mosquitto, [f"{BASE}/response"], **session) as after:
         delivered = await after.wait_for(lambda m: m.json()["id"] == "long", timeout_s=20)
         assert delivered.json()["text"] == f"You said: {question}"
+    # The subscriber may see the answer before the broker's PUBACK reaches the daemon.
+    await _until(client, lambda mqtt: mqtt["outbox"] == 0)
     status = (await client.call({"id": "s2", "cmd": "status"}))["result"]["mqtt"]
     assert status["connected"] is True and status["reconnects"] >= 1
     assert (status["outbox"], status["dropped"]) == (0, 0)

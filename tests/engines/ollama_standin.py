@@ -3,7 +3,8 @@
 No Ollama server can be installed on this machine (it is in none of the reachable registries), so
 the Ollama backend is tested against this process instead. It implements the part of Ollama's
 documented HTTP API the backend uses — /api/version, /api/tags, /api/show, /api/pull (streamed),
-/api/generate (load/unload), /api/chat (streamed NDJSON, with base64 `images`) — and answers with
+/api/generate (load/unload), /api/chat (streamed NDJSON, with base64 `images`), and its
+OpenAI-compatible /v1/models and /v1/chat/completions (with `usage` when asked) — and answers with
 real text from SmolLM2 through llama-cpp. Malformed requests are rejected as Ollama rejects them
 (400 with an `error`), unknown models with 404. Every request body is appended to a JSON-lines log
 so tests can see what reached the server.
@@ -190,6 +191,58 @@ class StandIn:
             }
         )
 
+    async def v1_models(self, request: Request) -> Response:
+        """Ollama's OpenAI-compatible model list."""
+        data = [
+            {"id": t, "object": "model", "created": 0, "owned_by": "library"} for t in self.tags
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def v1_chat(self, request: Request) -> Response:
+        """Ollama's OpenAI-compatible chat completions, streamed as server-sent events; with
+        `stream_options.include_usage` a last chunk carries the token counts, as Ollama sends."""
+        data = await self.body(request)
+        if isinstance(data, JSONResponse):
+            return data
+        tag = data.get("model")
+        if tag not in self.tags:
+            return error(404, f'model "{tag}" not found, try pulling it first')
+        usage_wanted = bool((data.get("stream_options") or {}).get("include_usage"))
+        with self.lock:
+            done: Any = self.llm.create_chat_completion(
+                messages=data["messages"],
+                max_tokens=int(data.get("max_tokens", 64)),
+                temperature=float(data.get("temperature", 0.0)),
+                seed=data.get("seed"),
+                stop=data.get("stop"),
+            )
+        choice = done["choices"][0]
+        # Chunks of whole words, not tokens: what a client counts must come from `usage`.
+        words = choice["message"]["content"].split(" ")
+        pieces = [w if i == 0 else f" {w}" for i, w in enumerate(words)]
+
+        def chunk(delta: dict[str, str], finish: str | None) -> bytes:
+            body = {
+                "id": "chatcmpl-standin",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": tag,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            return f"data: {json.dumps(body)}\n\n".encode()
+
+        def events() -> Iterator[bytes]:
+            for piece in pieces:
+                yield chunk({"role": "assistant", "content": piece}, None)
+            yield chunk({}, choice["finish_reason"])
+            if usage_wanted:
+                last = json.loads(chunk({}, None)[len("data: ") :])
+                last.update(choices=[], usage=done["usage"])
+                yield f"data: {json.dumps(last)}\n\n".encode()
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
 
 def line(obj: object) -> bytes:
     return (json.dumps(obj) + "\n").encode()
@@ -222,6 +275,8 @@ def main() -> None:
             Route("/api/pull", server.pull, methods=["POST"]),
             Route("/api/generate", server.generate, methods=["POST"]),
             Route("/api/chat", server.chat, methods=["POST"]),
+            Route("/v1/models", server.v1_models),
+            Route("/v1/chat/completions", server.v1_chat, methods=["POST"]),
         ]
     )
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")

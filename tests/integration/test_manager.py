@@ -163,15 +163,18 @@ async def test_least_recently_used_model_is_unloaded_to_fit_the_memory_limit(
     config, _ = write_config(f"[memory_limits]\ntotal_mb = 300\n{two_models}")
     manager = UnifiedModelManager(config, registry=plugin)
     try:
-        estimate = manager.list_models()[0].memory_mb
+        estimate = (await manager.list_models())[0].memory_mb
         assert estimate is not None and 150 < estimate < 300  # two never fit in 300 MB
         assert await manager.load_model("first") == "llama_cpp"
         assert await manager.load_model("second") == "llama_cpp"
-        loaded = {m.id: m.loaded for m in manager.list_models()}
+        loaded = {m.id: m.loaded for m in (await manager.list_models())}
         assert loaded == {"first": False, "second": True}
         # Asking the first model brings it back and sends the second away.
         assert await manager.process_input("What is the capital of France?", model="first")
-        assert {m.id: m.loaded for m in manager.list_models()} == {"first": True, "second": False}
+        assert {m.id: m.loaded for m in (await manager.list_models())} == {
+            "first": True,
+            "second": False,
+        }
     finally:
         await manager.close()
 
@@ -220,7 +223,7 @@ async def test_history_beyond_the_token_budget_is_left_out(
     )
     manager = UnifiedModelManager(config, registry=plugin)
     for question in ("one", "two", "three"):
-        await manager.process_input(question)
+        await manager.process_input(question, session="kitchen")
     last = recorder(manager).generations()[-1]
     # Each earlier exchange costs 4 tokens ("two" + "You said: two"): only the latest fits in 5.
     assert [m.content for m in last.messages if m.role != "system"] == [
@@ -327,7 +330,7 @@ async def test_list_models_reports_backend_capabilities_loaded_state_and_memory(
     )
     manager = UnifiedModelManager(config, registry=plugin)
     await manager.load_model("remote")
-    rows = {m.id: m for m in manager.list_models()}
+    rows = {m.id: m for m in (await manager.list_models())}
     assert (rows["remote"].backend, rows["remote"].loaded, rows["remote"].memory_mb) == (
         "recorder",
         True,
@@ -347,10 +350,10 @@ async def test_validate_config_reports_enabled_backends_that_are_not_installed(
     # An installation whose ollama backend is missing, as when a packager leaves it out.
     without_ollama = BackendRegistry({k: v for k, v in discover().items() if k != "ollama"})
     manager = UnifiedModelManager(config, registry=without_ollama, config_path=path)
-    assert [str(i) for i in manager.validate_config()] == [
+    assert [str(i) for i in (await manager.validate_config())] == [
         "backends.ollama: enabled but not installed"
     ]
-    assert UnifiedModelManager(config, config_path=path).validate_config() == []
+    assert (await UnifiedModelManager(config, config_path=path).validate_config()) == []
 
 
 async def test_a_client_that_goes_away_stops_its_generation(

@@ -6,10 +6,10 @@ Broker URLs that cannot be dialled, files named but absent, and secrets where th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import cast
 
 import pytest
 
+from daemon.assistant import Assistant
 from daemon.commands import Commands
 from daemon.config.load import check_text
 from daemon.config.schema import MqttSettings
@@ -119,5 +119,8 @@ def test_redact_hides_the_password_of_any_url(url: str, shown: str) -> None:
 def test_the_mqtt_status_never_shows_a_password_even_past_validation() -> None:
     # Validation refuses such a URL; the status redacts anyway, in case one ever gets through.
     settings = MqttSettings(broker="mqtt://tektra:s3cret@broker.lan:1883")
-    link = MqttLink(settings, "tektra", EventBus(), cast(Commands, None))
+    config, issues = check_text(MODEL, Path.cwd())
+    assert not issues and config is not None
+    commands = Commands(Assistant(config, None, EventBus()))
+    link = MqttLink(settings, "tektra", EventBus(), commands)
     assert link.status()["mqtt"]["broker"] == "mqtt://tektra:***@broker.lan:1883"

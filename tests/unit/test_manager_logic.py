@@ -184,3 +184,19 @@ def test_sessions_are_separate_and_the_least_recently_used_is_forgotten() -> Non
     sessions.get("garage")  # a third session: office, the least recently used, is forgotten
     assert sessions.get("kitchen").turns == [("q1", "a1")]
     assert sessions.get("office").turns == []
+
+
+def test_a_conversation_left_alone_for_idle_s_is_forgotten() -> None:
+    now = [0.0]
+    sessions = Sessions(idle_s=3600.0, clock=lambda: now[0])
+    sessions.get("kitchen").add("q1", "a1")
+    now[0] = 3000.0
+    sessions.get("office").add("q2", "a2")
+    now[0] = 3599.0
+    assert sessions.get("kitchen").turns == [("q1", "a1")]  # used again: its hour starts over
+    now[0] = 6700.0  # office idle for 3700 s, kitchen for 3101 s
+    assert len(sessions) == 2
+    sessions.get("garage")
+    assert len(sessions) == 2  # office went; kitchen and the new garage remain
+    assert sessions.forget("office") == 0
+    assert sessions.forget("kitchen") == 1
