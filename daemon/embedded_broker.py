@@ -1,43 +1,285 @@
-"""The `embedded` broker: amqtt in-process on 127.0.0.1, so a first run needs nothing installed."""
+"""The `embedded` broker: amqtt in-process, so a first run needs nothing installed.
+
+amqtt 0.12.1 as shipped breaks MQTT 3.1.1 in ways users meet in the first hour (the conformance
+test, tests/daemon/test_broker_conformance.py, runs the same cases against mosquitto). `_Broker`
+and `_Handler` below fix each one at the method where amqtt goes wrong; each fix names the amqtt
+behaviour it replaces. Logins are required unless `[mqtt] allow_anonymous` says otherwise.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import errno
+import hmac
+import ipaddress
 import logging
+import socket
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any
 
 from amqtt.broker import Broker  # type: ignore[import-untyped]  # amqtt ships no types
+from amqtt.errors import AMQTTError, MQTTError, NoDataError  # type: ignore[import-untyped]
+from amqtt.mqtt.constants import QOS_0  # type: ignore[import-untyped]
+from amqtt.mqtt.protocol.broker_handler import (  # type: ignore[import-untyped]
+    BrokerProtocolHandler,
+)
+from amqtt.plugins.base import BaseAuthPlugin  # type: ignore[import-untyped]
+from amqtt.session import IncomingApplicationMessage  # type: ignore[import-untyped]
+from amqtt.utils import gen_client_id  # type: ignore[import-untyped]
 
 from daemon.errors import TektraError
 
 log = logging.getLogger("tektra.mqtt")
 
+# Set while a SUBSCRIBE is answered: the only moment retained messages are due ([MQTT-3.3.1-6]).
+_ANSWERING_SUBSCRIBE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "answering_subscribe", default=False
+)
+
+
+class EmbeddedBrokerError(TektraError):
+    code = "embedded_broker"
+
+
+class _Handler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt ships no types
+    """amqtt's per-connection protocol handler, with incoming QoS 0 messages kept.
+
+    amqtt's reader loop starts one task per packet and, at end of stream, cancels the tasks that
+    have not run yet. A client that publishes at QoS 0 and disconnects at once (mosquitto_pub's
+    default, most scripts) has its PUBLISH, DISCONNECT and EOF read in one go: the PUBLISH task is
+    cancelled before it queued the message, and the message is lost. Here a QoS 0 message is queued
+    for delivery while the packet is read, in order, before anything can cancel it.
+    """
+
+    def handle_publish(self, publish_packet: Any) -> Awaitable[None]:
+        if publish_packet.qos != QOS_0 or self.session is None:
+            coroutine: Awaitable[None] = super().handle_publish(publish_packet)
+            return coroutine
+        if publish_packet.topic_name is not None and publish_packet.data is not None:
+            message = IncomingApplicationMessage(
+                None,
+                publish_packet.topic_name,
+                QOS_0,
+                publish_packet.data,
+                publish_packet.retain_flag,
+            )
+            message.publish_packet = publish_packet
+            # Unbounded queue: never full. A DUP flag on QoS 0 is tolerated, as mosquitto does.
+            self.session.delivered_message_queue.put_nowait(message)
+        return _nothing()
+
+
+async def _nothing() -> None:
+    return None
+
+
+class _Broker(Broker):  # type: ignore[misc]  # amqtt ships no types
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self._closed: dict[int, asyncio.Event] = {}  # id(handler) -> its disconnect was handled
+
+    async def _initialize_client_session(
+        self, reader: Any, writer: Any, remote_address: str, remote_port: int
+    ) -> tuple[Any, Any]:
+        # amqtt applies a CONNECT to the broker's sessions before it checks the login: a client
+        # with no login could wipe the subscriptions of a connected client (a clean session under
+        # its id) or rewrite its last will (a persistent one). And a clean-session CONNECT under a
+        # connected id leaves the first connection open ([MQTT-3.1.4-2] says disconnect it).
+        # Here the login is checked first, then the first connection is closed, then amqtt's own
+        # session rules apply.
+        try:
+            handler, session = await BrokerProtocolHandler.init_from_connect(
+                reader, writer, self.plugins_manager
+            )
+        except NoDataError as exc:
+            raise AMQTTError(exc) from exc
+        except MQTTError:
+            await writer.close()
+            raise
+        handler.__class__ = _Handler  # made by amqtt's classmethod; only handle_publish differs
+        if not await self._authenticate(session, None):
+            handler.attach(session, reader, writer)
+            await handler.mqtt_connack_authorize(False)
+            await writer.close()
+            log.warning(
+                "MQTT client %r from %s refused: %s",
+                session.client_id,
+                remote_address,
+                "wrong login" if session.username is not None else "no login",
+            )
+            raise MQTTError("not authorised")
+        await self._take_over(session.client_id)
+        if session.clean_session:
+            if session.client_id:
+                await self._delete_session(session.client_id)
+            else:
+                session.client_id = gen_client_id()
+            session.parent = 0
+        elif session.client_id in self._sessions:
+            existing, _ = self._sessions[session.client_id]
+            for name in (
+                "will_flag",
+                "will_message",
+                "will_topic",
+                "will_qos",
+                "will_retain",
+                "keep_alive",
+                "username",
+                "password",
+            ):
+                setattr(existing, name, getattr(session, name))
+            session = existing
+            session.parent = 1
+        else:
+            session.parent = 0
+        return handler, session
+
+    async def _take_over(self, client_id: str) -> None:
+        """Close the connection using `client_id`, if any, and wait until amqtt let it go."""
+        existing = self._sessions.get(client_id)
+        if existing is None or not existing[0].transitions.is_connected():
+            return
+        closed = self._closed.setdefault(id(existing[1]), asyncio.Event())
+        await existing[1].handle_connection_closed()
+        try:
+            await asyncio.wait_for(closed.wait(), 10)
+        except asyncio.TimeoutError:
+            log.warning("MQTT client %r: the connection taken over did not close", client_id)
+
+    async def _handle_disconnect(self, session: Any, handler: Any, waiter: Any) -> None:
+        try:
+            await super()._handle_disconnect(session, handler, waiter)
+        finally:
+            closed = self._closed.pop(id(handler), None)
+            if closed is not None:
+                closed.set()
+
+    async def _client_message_loop(self, session: Any, handler: Any) -> None:
+        await super()._client_message_loop(session, handler)
+        # amqtt's loop takes one published message per turn and ends at the disconnect, so the
+        # messages a client published just before it left were dropped. Deliver them, in order.
+        queue = session.delivered_message_queue
+        while not queue.empty():
+            delivered = asyncio.get_running_loop().create_future()
+            delivered.set_result(queue.get_nowait())
+            await self._handle_message_delivery(session, handler, delivered)
+
+    async def _handle_subscription(self, *args: Any) -> None:
+        token = _ANSWERING_SUBSCRIBE.set(True)
+        try:
+            await super()._handle_subscription(*args)
+        finally:
+            _ANSWERING_SUBSCRIBE.reset(token)
+
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Any
+    ) -> None:
+        # At every CONNECT amqtt also replays the retained messages of every filter that ANY
+        # client subscribed to, so a new client gets `tektra/...` whatever it subscribes to (or
+        # nothing). Worse, a publish-and-disconnect client is then written to after it closed;
+        # its RST makes asyncio's stream raise before the PUBLISH it sent is read, and the message
+        # is lost. Retained messages are due only in answer to a SUBSCRIBE, for its own filter.
+        if _ANSWERING_SUBSCRIBE.get():
+            await super()._publish_retained_messages_for_subscription(subscription, session)
+
+    async def _publish_session_retained_messages(self, session: Any) -> None:
+        # What a persistent session missed while away is delivered on its return; amqtt sends it
+        # with the RETAIN flag set, as if it were a retained message ([MQTT-3.3.1-9]: it is not).
+        handler = self._get_handler(session)
+        if handler is None:
+            return
+        sends = []
+        while not session.retained_messages.empty():
+            queued = session.retained_messages.get_nowait()
+            sends.append(handler.mqtt_publish(queued.topic, queued.data, queued.qos, retain=False))
+        if sends:
+            await asyncio.gather(*sends, return_exceptions=True)
+
+
+class LoginAuth(BaseAuthPlugin):  # type: ignore[misc]  # amqtt ships no types
+    """Accepts the logins in its config (compared in constant time), anonymous clients only when
+    allowed. amqtt's AnonymousAuthPlugin, when it allows anonymous clients, marks every session
+    anonymous, and amqtt then queues nothing for persistent sessions; this plugin marks none."""
+
+    @dataclass
+    class Config:
+        logins: dict[str, str] = field(default_factory=dict)
+        allow_anonymous: bool = False
+
+    async def authenticate(self, *, session: Any) -> bool:
+        username, password = session.username, session.password
+        if username is None:
+            return bool(self.config.allow_anonymous)
+        expected = self.config.logins.get(username)
+        if expected is None or password is None:
+            return False
+        given = password.encode() if isinstance(password, str) else bytes(password)
+        return hmac.compare_digest(given, expected.encode())
+
 
 class EmbeddedBroker:
-    """An MQTT 3.1.1 broker on 127.0.0.1:`port`, anonymous (it listens on loopback only)."""
+    """An MQTT 3.1.1 broker on `bind`:`port` that accepts `logins` (and anonymous clients only
+    when `allow_anonymous`)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(
+        self, port: int, *, bind: str, logins: dict[str, str], allow_anonymous: bool
+    ) -> None:
         self.port = port
-        # Only the anonymous-auth plugin: the $SYS plugin warns about psutil on every start.
+        self.bind = bind
+        host = f"[{bind}]" if ":" in bind else bind
         config = {
-            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+            "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
+            # Only our login check: the $SYS plugin warns about psutil on every start.
             "plugins": {
-                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+                f"{__name__}.LoginAuth": {"logins": logins, "allow_anonymous": allow_anonymous}
             },
         }
         # amqtt (and its state machine library) log every connection at INFO; the daemon's own
         # log says what matters.
         for name in ("amqtt", "transitions"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        self._broker = Broker(config)
+        self._broker = _Broker(config)
+
+    @property
+    def address(self) -> str:
+        return f"[{self.bind}]:{self.port}" if ":" in self.bind else f"{self.bind}:{self.port}"
 
     async def start(self) -> None:
+        self._check_port_free()
         try:
             await self._broker.start()
-        except Exception as exc:  # amqtt wraps the bind error in its own exception types
-            raise TektraError(
-                f"cannot start the embedded MQTT broker on 127.0.0.1:{self.port}: {exc}; "
-                "set [mqtt] embedded_port to a free port, or [mqtt] broker to another broker"
+        except Exception as exc:  # amqtt wraps every start failure in its own exception types
+            raise EmbeddedBrokerError(
+                f"cannot start the embedded MQTT broker on {self.address}: {exc}"
             ) from exc
-        log.info("embedded MQTT broker on 127.0.0.1:%d", self.port)
+        log.info("embedded MQTT broker on %s", self.address)
+
+    def _check_port_free(self) -> None:
+        """Refuse a port another broker holds, in our words; without this the daemon's link would
+        talk to that broker while saying it uses its own."""
+        try:
+            version = ipaddress.ip_address(self.bind).version
+        except ValueError:
+            raise EmbeddedBrokerError(
+                f"[mqtt] bind: {self.bind!r} is not an IP address (127.0.0.1, 0.0.0.0, ::1, …)"
+            ) from None
+        family = socket.AF_INET6 if version == 6 else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+            try:
+                probe.bind((self.bind, self.port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise EmbeddedBrokerError(
+                        f"port {self.port} on {self.bind} is already in use (another MQTT "
+                        "broker?), so the embedded broker cannot start: set [mqtt] embedded_port "
+                        'to a free port, or [mqtt] broker = "mqtt://HOST:PORT" to use that broker'
+                    ) from None
+                raise EmbeddedBrokerError(
+                    f"cannot listen on {self.address} for the embedded MQTT broker: {exc.strerror}"
+                ) from None
 
     async def stop(self) -> None:
         await self._broker.shutdown()

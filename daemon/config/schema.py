@@ -143,7 +143,12 @@ class MqttSettings(Section):
     discovery: bool = True
     discovery_prefix: str = "homeassistant"
     embedded_port: int = Field(1883, ge=1, le=65_535)
-    """Port of the `embedded` broker, on 127.0.0.1 only."""
+    """Port of the `embedded` broker, on `bind`."""
+    bind: str = "127.0.0.1"
+    """IP address the `embedded` broker listens on (`0.0.0.0`: every interface)."""
+    allow_anonymous: bool = False
+    """Let clients with no login use the `embedded` broker; by default they need the login that
+    `tektra mqtt credentials` prints."""
     client_id: str | None = None
     """MQTT client id; `tektra-<node_id>` when unset."""
     keepalive_s: int = Field(30, ge=5, le=3_600)

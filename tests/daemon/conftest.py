@@ -267,6 +267,17 @@ class Daemon:
         return code
 
 
+def mqtt_login(daemon: Daemon) -> tuple[str, str]:
+    """The user's login to the daemon's embedded broker, as `tektra mqtt credentials` prints it."""
+    env = {**os.environ, **daemon.env, "PYTHONPATH": os.pathsep.join([str(daemon.site), str(ROOT)])}
+    printed = subprocess.run(
+        [TEKTRA, "mqtt", "credentials"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert printed.returncode == 0, printed.stderr
+    fields = dict(line.split("=", 1) for line in printed.stdout.splitlines())
+    return fields["username"], fields["password"]
+
+
 @pytest.fixture
 def short_dir() -> Iterator[Path]:
     """A directory with a short path: Unix socket paths are limited to 107 bytes."""
@@ -291,7 +302,8 @@ def make_daemon(
         config = tmp_path / "models.toml"
         sock = short_dir / "tektra.sock"
         config.write_text(echo_config(sock, mqtt, extra=extra, delay_s=delay_s, audio=audio))
-        daemon = Daemon(config, sock, plugin_site)
+        # The embedded broker's logins go to a state directory of the test's own.
+        daemon = Daemon(config, sock, plugin_site, {"XDG_STATE_HOME": str(tmp_path / "state")})
         started.append(daemon)
         if start:
             daemon.start()
