@@ -43,6 +43,27 @@ class EmbeddedBrokerError(TektraError):
     code = "embedded_broker"
 
 
+class _AckWaiters(dict[int, "asyncio.Future[Any]"]):
+    """amqtt registers the waiter for a PUBACK, PUBREC or PUBCOMP only after it wrote what that
+    answers; a quick client answers first, amqtt calls the answer unknown, and 5 s later the waiter
+    fails with an error (a traceback in the log) for a message that was delivered. Here an answer
+    that comes before its waiter is kept for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._early: dict[int, asyncio.Future[Any]] = {}
+
+    def __missing__(self, packet_id: int) -> asyncio.Future[Any]:
+        # amqtt's handle_puback (and the others) look the waiter up and set its result.
+        return self._early.setdefault(packet_id, asyncio.get_running_loop().create_future())
+
+    def __setitem__(self, packet_id: int, waiter: asyncio.Future[Any]) -> None:
+        super().__setitem__(packet_id, waiter)
+        early = self._early.pop(packet_id, None)
+        if early is not None and early.done() and not waiter.done():
+            waiter.set_result(early.result())
+
+
 class _Handler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt ships no types
     """amqtt's per-connection protocol handler, with incoming QoS 0 messages kept.
 
@@ -52,6 +73,14 @@ class _Handler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt ships no t
     cancelled before it queued the message, and the message is lost. Here a QoS 0 message is queued
     for delivery while the packet is read, in order, before anything can cancel it.
     """
+
+    @classmethod
+    def adopt(cls, handler: Any) -> None:
+        """Make a handler amqtt made (before any packet flowed) one of ours."""
+        handler.__class__ = cls
+        handler._puback_waiters = _AckWaiters()
+        handler._pubrec_waiters = _AckWaiters()
+        handler._pubcomp_waiters = _AckWaiters()
 
     def handle_publish(self, publish_packet: Any) -> Awaitable[None]:
         if publish_packet.qos != QOS_0 or self.session is None:
@@ -98,7 +127,7 @@ class _Broker(Broker):  # type: ignore[misc]  # amqtt ships no types
         except MQTTError:
             await writer.close()
             raise
-        handler.__class__ = _Handler  # made by amqtt's classmethod; only handle_publish differs
+        _Handler.adopt(handler)
         if not await self._authenticate(session, None):
             handler.attach(session, reader, writer)
             await handler.mqtt_connack_authorize(False)

@@ -9,6 +9,7 @@ A broker starts with retained messages like the daemon's, so that watchers have 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import threading
@@ -149,6 +150,25 @@ def test_messages_of_clients_that_publish_and_disconnect_at_once_are_delivered(
         f'{{"id": {n}}}'.encode() for n in range(5)
     ]
     subscriber.close()
+
+
+@pytest.mark.parametrize("qos", [0, 1])
+def test_a_burst_is_delivered_whole_in_order_and_acknowledged_without_complaint(
+    scene: BrokerUnderTest, qos: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    subscriber = PahoClient(scene.port, LOGIN).connect()
+    subscriber.subscribe("tektra/node/response/#", qos=1)
+    publisher = PahoClient(scene.port, LOGIN).connect()
+    for n in range(300):
+        publisher.client.publish(f"tektra/node/response/{n % 2}", str(n).encode(), qos)
+    subscriber.wait_until(lambda: len(subscriber.messages) >= 300, "300 messages")
+    for topic in ("tektra/node/response/0", "tektra/node/response/1"):
+        numbers = [int(m.payload) for m in subscriber.messages if m.topic == topic]
+        assert numbers == sorted(numbers) and len(numbers) == 150
+    publisher.close()
+    subscriber.close()
+    # and the broker had nothing to complain about (amqtt called quick PUBACKs "unknown")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 @pytest.mark.parametrize(
