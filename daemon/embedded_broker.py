@@ -39,6 +39,25 @@ _ANSWERING_SUBSCRIBE: contextvars.ContextVar[bool] = contextvars.ContextVar(
 )
 
 
+# The QoS of the PUBLISH being fanned out, while amqtt hands it to its broadcast queue.
+_PUBLISHED_QOS: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "published_qos", default=None
+)
+
+
+class _Broadcast(dict[str, Any]):
+    """One message on amqtt's broadcast queue. amqtt delivers it at each subscription's QoS
+    (`broadcast.get("qos", subscription_qos)`), so a QoS 0 message went out at QoS 1; MQTT says
+    the lower of the two ([MQTT-3.8.4-6]: the published QoS, at most the granted one)."""
+
+    published_qos: int | None = None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key == "qos" and self.published_qos is not None and default is not None:
+            return min(self.published_qos, default)
+        return super().get(key, default)
+
+
 class EmbeddedBrokerError(TektraError):
     code = "embedded_broker"
 
@@ -194,6 +213,22 @@ class _Broker(Broker):  # type: ignore[misc]  # amqtt ships no types
             delivered = asyncio.get_running_loop().create_future()
             delivered.set_result(queue.get_nowait())
             await self._handle_message_delivery(session, handler, delivered)
+
+    async def _handle_message_delivery(self, session: Any, handler: Any, delivered: Any) -> bool:
+        message = delivered.result()
+        token = _PUBLISHED_QOS.set(None if message is None else message.qos)
+        try:
+            result: bool = await super()._handle_message_delivery(session, handler, delivered)
+            return result
+        finally:
+            _PUBLISHED_QOS.reset(token)
+
+    async def _broadcast_message(
+        self, session: Any, topic: Any, data: Any, force_qos: int | None = None
+    ) -> None:
+        broadcast = _Broadcast(session=session, topic=topic, data=data)
+        broadcast.published_qos = force_qos if force_qos is not None else _PUBLISHED_QOS.get()
+        await self._broadcast_queue.put(broadcast)
 
     async def _handle_subscription(self, *args: Any) -> None:
         token = _ANSWERING_SUBSCRIBE.set(True)

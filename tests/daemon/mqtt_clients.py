@@ -30,6 +30,7 @@ class Received:
     topic: str
     payload: bytes
     retain: bool
+    qos: int = 0
 
 
 def mosquitto_pub(
@@ -75,7 +76,7 @@ class PahoClient:
     def _on_message(self, client: object, userdata: object, message: paho.MQTTMessage) -> None:
         with self._changed:
             self.messages.append(
-                Received(message.topic, bytes(message.payload), bool(message.retain))
+                Received(message.topic, bytes(message.payload), bool(message.retain), message.qos)
             )
             self._changed.notify_all()
 

@@ -171,6 +171,19 @@ def test_a_burst_is_delivered_whole_in_order_and_acknowledged_without_complaint(
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
+@pytest.mark.parametrize(("published", "granted"), [(0, 1), (1, 0), (1, 1)])
+def test_a_message_is_delivered_at_the_lower_of_its_qos_and_the_subscriptions(
+    scene: BrokerUnderTest, published: int, granted: int
+) -> None:
+    subscriber = PahoClient(scene.port, LOGIN).connect()
+    subscriber.subscribe("tektra/node/reply", qos=granted)
+    sent = mosquitto_pub(scene.port, LOGIN, "tektra/node/reply", "-q", str(published), "-m", "x")
+    assert sent.returncode == 0, sent.stderr
+    delivered = subscriber.wait_for(lambda m: m.topic == "tektra/node/reply", "the message")[-1]
+    assert delivered.qos == min(published, granted)
+    subscriber.close()
+
+
 @pytest.mark.parametrize(
     ("topic_filter", "sentinel", "expected"),
     [
