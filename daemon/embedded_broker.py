@@ -101,6 +101,12 @@ class _Handler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt ships no t
         handler._pubrec_waiters = _AckWaiters()
         handler._pubcomp_waiters = _AckWaiters()
 
+    def handle_read_timeout(self) -> None:
+        # amqtt waits `keep_alive` seconds for a packet, then does nothing: a client that vanished
+        # without a FIN (power cut, lost network) stayed connected forever and its last will was
+        # never sent. [MQTT-3.1.2-24]: silent for 1.5 x keep-alive, it is disconnected.
+        self._closing = asyncio.get_running_loop().create_task(self.handle_connection_closed())
+
     def handle_publish(self, publish_packet: Any) -> Awaitable[None]:
         if publish_packet.qos != QOS_0 or self.session is None:
             coroutine: Awaitable[None] = super().handle_publish(publish_packet)
@@ -159,6 +165,8 @@ class _Broker(Broker):  # type: ignore[misc]  # amqtt ships no types
             )
             raise MQTTError("not authorised")
         await self._take_over(session.client_id)
+        # amqtt's reader waits `keep_alive` seconds for a packet; the spec allows 1.5 times that.
+        session.keep_alive = (session.keep_alive * 3 + 1) // 2
         if session.clean_session:
             if session.client_id:
                 await self._delete_session(session.client_id)

@@ -167,6 +167,7 @@ class RawClient:
         will: Will | None = None,
         *,
         clean_session: bool = True,
+        keepalive_s: int = 60,
     ) -> None:
         flags = 0x02 if clean_session else 0
         payload = _string(client_id)
@@ -176,7 +177,7 @@ class RawClient:
         if login is not None:
             flags |= 0xC0
             payload += _string(login.username) + _string(login.password)
-        body = _string("MQTT") + bytes([4, flags]) + (60).to_bytes(2, "big") + payload
+        body = _string("MQTT") + bytes([4, flags]) + keepalive_s.to_bytes(2, "big") + payload
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT_S)
         self.sock.sendall(bytes([0x10]) + _remaining_length(len(body)) + body)
         connack = self._read(4)

@@ -228,6 +228,23 @@ def test_the_last_will_is_published_when_a_client_vanishes_without_disconnect(
     subscriber.close()
 
 
+def test_a_client_silent_past_its_keepalive_is_disconnected_and_its_will_published(
+    scene: BrokerUnderTest,
+) -> None:
+    subscriber = PahoClient(scene.port, LOGIN).connect()
+    subscriber.subscribe("tektra/other/status")
+    silent = RawClient(
+        scene.port, LOGIN, "silent", Will("tektra/other/status", "offline"), keepalive_s=1
+    )
+    assert silent.return_code == 0
+    # No PINGREQ, no FIN: as a machine that lost power. The broker gives up after 1.5 s.
+    will = subscriber.wait_for(lambda m: m.topic == "tektra/other/status", "the last will")[-1]
+    assert will.payload == b"offline"
+    assert silent.closed_by_broker()
+    silent.cut()
+    subscriber.close()
+
+
 def test_a_persistent_session_gets_the_qos_1_messages_published_while_it_was_away(
     scene: BrokerUnderTest,
 ) -> None:
