@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from daemon.embedded_broker import _AckWaiters
+from daemon.amqtt_fixes import AckWaiters
 
 
 async def test_an_acknowledgement_that_comes_before_its_waiter_resolves_the_waiter() -> None:
-    waiters = _AckWaiters()
+    waiters = AckWaiters()
     waiters[7].set_result("PUBACK 7")  # what amqtt's handle_puback does with the waiter it finds
     waiter: asyncio.Future[object] = asyncio.get_running_loop().create_future()
     waiters[7] = waiter  # what amqtt does after writing the PUBLISH
