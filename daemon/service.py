@@ -72,7 +72,7 @@ class Service:
         if mqtt.broker == "embedded":
             # Fatal when it cannot start: on a taken port the link would talk to someone else's
             # broker while saying it uses its own.
-            credentials = load_or_create()
+            credentials = await asyncio.to_thread(load_or_create)
             broker = EmbeddedBroker(
                 mqtt.embedded_port,
                 bind=mqtt.bind,
