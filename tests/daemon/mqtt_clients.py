@@ -48,9 +48,16 @@ class PahoClient:
     """A paho client whose messages can be waited for."""
 
     def __init__(
-        self, port: int, login: Login | None, client_id: str = "", *, clean_session: bool = True
+        self,
+        port: int,
+        login: Login | None,
+        client_id: str = "",
+        *,
+        clean_session: bool = True,
+        keepalive_s: int = 60,
     ) -> None:
         self.port = port
+        self.keepalive_s = keepalive_s
         self.messages: list[Received] = []
         self.disconnects = 0
         self._changed = threading.Condition()
@@ -105,7 +112,7 @@ class PahoClient:
                 raise AssertionError(f"{what}: not within {timeout_s} s; received:\n{seen}")
 
     def connect(self) -> PahoClient:
-        self.client.connect("127.0.0.1", self.port, keepalive=60)
+        self.client.connect("127.0.0.1", self.port, keepalive=self.keepalive_s)
         self.client.loop_start()
         self.wait_until(lambda: self._connack is not None, "CONNACK")
         assert self._connack == 0, f"connection refused: {self._connack}"

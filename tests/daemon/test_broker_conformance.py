@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,6 +244,13 @@ def test_a_client_silent_past_its_keepalive_is_disconnected_and_its_will_publish
     assert silent.closed_by_broker()
     silent.cut()
     subscriber.close()
+
+
+def test_a_client_that_pings_within_its_keepalive_stays_connected(broker: BrokerUnderTest) -> None:
+    idle = PahoClient(broker.port, LOGIN, keepalive_s=1).connect()
+    time.sleep(3.5)  # an observation window, not a speed measure: paho pings every second
+    assert idle.disconnects == 0
+    idle.close()
 
 
 def test_a_persistent_session_gets_the_qos_1_messages_published_while_it_was_away(
