@@ -152,7 +152,9 @@ class ConformingBroker(Broker):  # type: ignore[misc]  # amqtt ships no types
                 "MQTT client %r from %s refused: %s",
                 session.client_id,
                 remote_address,
-                "wrong login" if session.username is not None else "no login",
+                "wrong login"
+                if session.username is not None
+                else "no login (see tektra mqtt credentials)",
             )
             raise MQTTError("not authorised")
         await self._take_over(session.client_id)

@@ -56,6 +56,7 @@ class EmbeddedBroker:
     ) -> None:
         self.port = port
         self.bind = bind
+        self.allow_anonymous = allow_anonymous
         host = f"[{bind}]" if ":" in bind else bind
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
@@ -82,7 +83,11 @@ class EmbeddedBroker:
             raise EmbeddedBrokerError(
                 f"cannot start the embedded MQTT broker on {self.address}: {exc}"
             ) from exc
-        log.info("embedded MQTT broker on %s", self.address)
+        log.info(
+            "embedded MQTT broker on %s (%s)",
+            self.address,
+            "anonymous clients allowed" if self.allow_anonymous else "login required",
+        )
 
     def _check_port_free(self) -> None:
         """Refuse a port another broker holds, in our words; without this the daemon's link would

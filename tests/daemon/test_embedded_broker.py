@@ -135,6 +135,7 @@ def test_a_client_without_the_login_cannot_command_the_daemon(
         assert sent.returncode == 0, sent.stderr
         lines = wait_for_lines(out, lambda lines: len(replies(lines)) >= 1, "the reply")
     assert [reply["id"] for reply in replies(lines)] == ["ok"]
+    assert f"refused: {'no login' if login is None else 'wrong login'}" in daemon.log
     assert daemon.stop() == 0
 
 
