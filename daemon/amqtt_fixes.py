@@ -12,16 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Awaitable
 from typing import Any
 
 from amqtt.broker import Broker  # type: ignore[import-untyped]  # amqtt ships no types
 from amqtt.errors import AMQTTError, MQTTError, NoDataError  # type: ignore[import-untyped]
-from amqtt.mqtt.constants import QOS_0  # type: ignore[import-untyped]
 from amqtt.mqtt.protocol.broker_handler import (  # type: ignore[import-untyped]
     BrokerProtocolHandler,
 )
-from amqtt.session import IncomingApplicationMessage  # type: ignore[import-untyped]
 from amqtt.utils import gen_client_id  # type: ignore[import-untyped]
 
 log = logging.getLogger("tektra.mqtt")
@@ -73,14 +70,7 @@ class AckWaiters(dict[int, "asyncio.Future[Any]"]):
 
 
 class _Handler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt ships no types
-    """amqtt's per-connection protocol handler, with incoming QoS 0 messages kept.
-
-    amqtt's reader loop starts one task per packet and, at end of stream, cancels the tasks that
-    have not run yet. A client that publishes at QoS 0 and disconnects at once (mosquitto_pub's
-    default, most scripts) has its PUBLISH, DISCONNECT and EOF read in one go: the PUBLISH task is
-    cancelled before it queued the message, and the message is lost. Here a QoS 0 message is queued
-    for delivery while the packet is read, in order, before anything can cancel it.
-    """
+    """amqtt's per-connection protocol handler, with acknowledgements and keep-alive fixed."""
 
     @classmethod
     def adopt(cls, handler: Any) -> None:
@@ -95,27 +85,6 @@ class _Handler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt ships no t
         # without a FIN (power cut, lost network) stayed connected forever and its last will was
         # never sent. [MQTT-3.1.2-24]: silent for 1.5 x keep-alive, it is disconnected.
         self._closing = asyncio.get_running_loop().create_task(self.handle_connection_closed())
-
-    def handle_publish(self, publish_packet: Any) -> Awaitable[None]:
-        if publish_packet.qos != QOS_0 or self.session is None:
-            coroutine: Awaitable[None] = super().handle_publish(publish_packet)
-            return coroutine
-        if publish_packet.topic_name is not None and publish_packet.data is not None:
-            message = IncomingApplicationMessage(
-                None,
-                publish_packet.topic_name,
-                QOS_0,
-                publish_packet.data,
-                publish_packet.retain_flag,
-            )
-            message.publish_packet = publish_packet
-            # Unbounded queue: never full. A DUP flag on QoS 0 is tolerated, as mosquitto does.
-            self.session.delivered_message_queue.put_nowait(message)
-        return _nothing()
-
-
-async def _nothing() -> None:
-    return None
 
 
 class ConformingBroker(Broker):  # type: ignore[misc]  # amqtt ships no types
@@ -204,16 +173,6 @@ class ConformingBroker(Broker):  # type: ignore[misc]  # amqtt ships no types
             closed = self._closed.pop(id(handler), None)
             if closed is not None:
                 closed.set()
-
-    async def _client_message_loop(self, session: Any, handler: Any) -> None:
-        await super()._client_message_loop(session, handler)
-        # amqtt's loop takes one published message per turn and ends at the disconnect, so the
-        # messages a client published just before it left were dropped. Deliver them, in order.
-        queue = session.delivered_message_queue
-        while not queue.empty():
-            delivered = asyncio.get_running_loop().create_future()
-            delivered.set_result(queue.get_nowait())
-            await self._handle_message_delivery(session, handler, delivered)
 
     async def _handle_message_delivery(self, session: Any, handler: Any, delivered: Any) -> bool:
         message = delivered.result()

@@ -22,7 +22,14 @@ import pytest
 
 from daemon.embedded_broker import EmbeddedBroker
 from tests.daemon.conftest import free_port, wait_for_port
-from tests.daemon.mqtt_clients import Login, PahoClient, RawClient, Will, mosquitto_pub
+from tests.daemon.mqtt_clients import (
+    Login,
+    PahoClient,
+    RawClient,
+    Will,
+    mosquitto_pub,
+    publish_in_one_write,
+)
 
 LOGIN = Login("tester", "s3cret-for-conformance")
 RETAINED = {
@@ -153,6 +160,18 @@ def test_messages_of_clients_that_publish_and_disconnect_at_once_are_delivered(
     subscriber.close()
 
 
+def test_messages_sent_in_one_write_with_connect_and_disconnect_are_all_delivered(
+    scene: BrokerUnderTest,
+) -> None:
+    subscriber = PahoClient(scene.port, LOGIN).connect()
+    subscriber.subscribe("tektra/node/command/#")
+    payloads = [f'{{"id": {n}}}'.encode() for n in range(5)]
+    publish_in_one_write(scene.port, LOGIN, "tektra/node/command/status", payloads)
+    subscriber.wait_until(lambda: len(subscriber.messages) >= 5, "5 commands")
+    assert [m.payload for m in subscriber.messages] == payloads
+    subscriber.close()
+
+
 @pytest.mark.parametrize("qos", [0, 1])
 def test_a_burst_is_delivered_whole_in_order_and_acknowledged_without_complaint(
     scene: BrokerUnderTest, qos: int, caplog: pytest.LogCaptureFixture
@@ -279,6 +298,22 @@ def test_a_second_connection_with_the_same_client_id_disconnects_the_first(
     assert first.closed_by_broker()
     first.cut()
     second.cut()
+
+
+def test_a_refused_connect_under_a_connected_clients_id_leaves_that_client_alone(
+    scene: BrokerUnderTest,
+) -> None:
+    daemon = PahoClient(scene.port, LOGIN, "tektra-node").connect()
+    daemon.subscribe("tektra/node/command/#")
+    intruder = RawClient(scene.port, Login(LOGIN.username, "wrong"), "tektra-node")
+    assert intruder.return_code == 5  # not authorised
+    intruder.cut()
+    assert (
+        mosquitto_pub(scene.port, LOGIN, "tektra/node/command/status", "-m", "{}").returncode == 0
+    )
+    daemon.wait_for(lambda m: m.topic == "tektra/node/command/status", "the command")
+    assert daemon.disconnects == 0
+    daemon.close()
 
 
 @pytest.mark.parametrize(
