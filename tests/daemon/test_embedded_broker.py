@@ -196,3 +196,19 @@ def test_an_embedded_port_already_in_use_is_an_error_naming_the_port(
     ) in daemon.log
     assert "connected to the MQTT broker" not in daemon.log
     assert "Traceback" not in daemon.log
+
+
+def test_the_embedded_broker_listens_on_bind_only(make_daemon: Callable[..., Daemon]) -> None:
+    daemon, port = embedded_daemon(make_daemon, 'bind = "127.0.0.2"\n')
+    login = Login(*mqtt_login(daemon))
+    command = ["mosquitto_sub", "-p", str(port), "-u", login.username, "-P", login.password]
+    command += ["-t", f"{BASE}/status", "-C", "1"]
+    there = subprocess.run(
+        [*command, "-h", "127.0.0.2"], capture_output=True, text=True, timeout=30
+    )
+    assert (there.returncode, there.stdout) == (0, "online\n")  # the daemon's link got there too
+    elsewhere = subprocess.run(
+        [*command, "-h", "127.0.0.1"], capture_output=True, text=True, timeout=30
+    )
+    assert elsewhere.returncode != 0 and "refused" in elsewhere.stderr.lower()
+    assert daemon.stop() == 0
