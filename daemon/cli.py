@@ -28,6 +28,7 @@ from daemon.config.load import (
 from daemon.config.schema import TektraConfig
 from daemon.errors import ConfigError, TektraError
 from daemon.manager.manager import ModelInfo, Query, UnifiedModelManager
+from daemon.mqtt_credentials import load as load_credentials
 from daemon.socket_server import socket_path
 
 SYSTEM_SOCKET = Path("/run/tektra/tektra.sock")
@@ -46,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "validate":
             return _validate(path)
+        if args.command == "mqtt":
+            login = load_credentials().user  # the only action: `credentials`
+            print(f"username={login.username}\npassword={login.password}")
+            return 0
         if args.command == "service":
             from daemon.service_install import install
 
@@ -120,6 +125,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     listen.add_argument("wav", type=Path, help="16-bit PCM WAV (any rate, mono or stereo)")
     listen.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for answer")
+    mqtt = sub.add_parser("mqtt", parents=[common], help="the embedded MQTT broker")
+    mqtt.add_argument("action", choices=["credentials"], help="print the login for MQTT clients")
     service = sub.add_parser("service", parents=[common], help="install the service unit")
     service.add_argument("action", choices=["install"])
     service.add_argument("--user", action="store_true", help="a user unit/agent, not a system one")

@@ -59,7 +59,10 @@ class BrokerAddress:
 
 def broker_address(settings: MqttSettings) -> BrokerAddress:
     if settings.broker == "embedded":
-        return BrokerAddress("127.0.0.1", settings.embedded_port, False)
+        wildcard = settings.bind in ("0.0.0.0", "::")
+        return BrokerAddress(
+            "127.0.0.1" if wildcard else settings.bind, settings.embedded_port, False
+        )
     url = urlsplit(settings.broker)
     tls = url.scheme == "mqtts"
     if not url.hostname:
@@ -134,9 +137,17 @@ class MqttLink:
     """Publishes the bus to the broker and feeds the broker's commands to `commands`."""
 
     def __init__(
-        self, settings: MqttSettings, node_id: str, bus: EventBus, commands: Commands
+        self,
+        settings: MqttSettings,
+        node_id: str,
+        bus: EventBus,
+        commands: Commands,
+        *,
+        login: tuple[str, str] | None = None,
     ) -> None:
         self.settings = settings
+        self.login = login
+        """(username, password) for the embedded broker; `[mqtt] username` etc. when None."""
         self.node_id = node_id
         self.base = f"{settings.topic_prefix}/{node_id}"
         self.bus = bus
@@ -226,11 +237,12 @@ class MqttLink:
         """The link's client; with `probe`, a throwaway one (own id, no last will) that cannot
         knock another client off the broker."""
         address = broker_address(self.settings)
+        username, secret = self.login or (self.settings.username, password(self.settings))
         return aiomqtt.Client(
             address.host,
             address.port,
-            username=self.settings.username,
-            password=password(self.settings),
+            username=username,
+            password=secret,
             identifier=new_request_id("tektra-probe") if probe else self.client_id,
             will=None if probe else aiomqtt.Will(f"{self.base}/status", b"offline", 1, True),
             keepalive=self.settings.keepalive_s,

@@ -29,6 +29,7 @@ from daemon.embedded_broker import EmbeddedBroker
 from daemon.errors import ConfigError, TektraError
 from daemon.events import ErrorRaised, EventBus
 from daemon.mqtt import MqttLink
+from daemon.mqtt_credentials import load_or_create
 from daemon.sd_notify import Notifier, feed_watchdog, watchdog_interval_s
 from daemon.socket_server import SocketServer, socket_path
 from daemon.supervisor import Supervisor
@@ -89,17 +90,22 @@ class Service:
 
     async def _startup(self) -> None:
         mqtt = self.config.mqtt
+        login = None
         if mqtt.broker == "embedded":
-            broker = EmbeddedBroker(mqtt.embedded_port)
-            try:
-                await broker.start()
-                self.broker = broker
-            except TektraError as exc:
-                # Not fatal: the link keeps trying that port (another broker may be there).
-                log.error("%s", exc.message)
-                self.bus.publish(ErrorRaised(None, exc.code, exc.message))
+            # Fatal when it cannot start: on a taken port the link would talk to someone else's
+            # broker while saying it uses its own.
+            credentials = await asyncio.to_thread(load_or_create)
+            broker = EmbeddedBroker(
+                mqtt.embedded_port,
+                bind=mqtt.bind,
+                logins=credentials.logins(),
+                allow_anonymous=mqtt.allow_anonymous,
+            )
+            await broker.start()
+            self.broker = broker
+            login = (credentials.daemon.username, credentials.daemon.password)
         if mqtt.broker != "none":
-            link = MqttLink(mqtt, self.config.daemon.node_id, self.bus, self.commands)
+            link = MqttLink(mqtt, self.config.daemon.node_id, self.bus, self.commands, login=login)
             if self.broker is None:  # a broker of our own starts empty: no one else to find
                 await link.check_node_free()
             self.link = link

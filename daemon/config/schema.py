@@ -155,7 +155,12 @@ class MqttSettings(Section):
     """The page that manages this daemon, linked from its Home Assistant device page; none by
     default (the daemon serves no web page)."""
     embedded_port: int = Field(1883, ge=1, le=65_535)
-    """Port of the `embedded` broker, on 127.0.0.1 only."""
+    """Port of the `embedded` broker, on `bind`."""
+    bind: str = "127.0.0.1"
+    """IP address the `embedded` broker listens on (`0.0.0.0`: every interface)."""
+    allow_anonymous: bool = False
+    """Let clients with no login use the `embedded` broker; by default they need the login that
+    `tektra mqtt credentials` prints."""
     client_id: str | None = None
     """MQTT client id; `tektra-<node_id>` when unset."""
     keepalive_s: int = Field(30, ge=5, le=3_600)

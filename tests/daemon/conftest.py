@@ -82,6 +82,8 @@ class Mosquitto:
     port: int
     tls: Tls | None = None
     process: subprocess.Popen[bytes] | None = None
+    login: tuple[str, str] | None = None
+    """Username and password for client() (a daemon's embedded broker wants its user's login)."""
 
     @property
     def url(self) -> str:
@@ -118,6 +120,8 @@ class Mosquitto:
 
     def client(self, **kwargs: Any) -> aiomqtt.Client:
         if self.tls is None:
+            if self.login is not None:
+                kwargs = {"username": self.login[0], "password": self.login[1], **kwargs}
             return aiomqtt.Client("127.0.0.1", self.port, **kwargs)
         import ssl
 
@@ -271,6 +275,17 @@ class Daemon:
         return code
 
 
+def mqtt_login(daemon: Daemon) -> tuple[str, str]:
+    """The user's login to the daemon's embedded broker, as `tektra mqtt credentials` prints it."""
+    env = {**os.environ, **daemon.env, "PYTHONPATH": os.pathsep.join([str(daemon.site), str(ROOT)])}
+    printed = subprocess.run(
+        [TEKTRA, "mqtt", "credentials"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert printed.returncode == 0, printed.stderr
+    fields = dict(line.split("=", 1) for line in printed.stdout.splitlines())
+    return fields["username"], fields["password"]
+
+
 @pytest.fixture
 def short_dir() -> Iterator[Path]:
     """A directory with a short path: Unix socket paths are limited to 107 bytes."""
@@ -295,7 +310,8 @@ def make_daemon(
         config = tmp_path / "models.toml"
         sock = short_dir / "tektra.sock"
         config.write_text(echo_config(sock, mqtt, extra=extra, delay_s=delay_s, audio=audio))
-        daemon = Daemon(config, sock, plugin_site)
+        # The embedded broker's logins go to a state directory of the test's own.
+        daemon = Daemon(config, sock, plugin_site, {"XDG_STATE_HOME": str(tmp_path / "state")})
         started.append(daemon)
         if start:
             daemon.start()

@@ -18,6 +18,7 @@ from tests.daemon.conftest import (
     SocketClient,
     free_port,
     listening,
+    mqtt_login,
 )
 
 BASE = "tektra/testnode"
@@ -87,8 +88,11 @@ async def test_the_embedded_broker_serves_the_topics_with_nothing_installed(
 ) -> None:
     port = free_port()
     daemon = make_daemon(f'broker = "embedded"\nembedded_port = {port}')
+    username, password = mqtt_login(daemon)
     recorder = MqttRecorder()
-    async with aiomqtt.Client("127.0.0.1", port) as subscriber:
+    async with aiomqtt.Client(
+        "127.0.0.1", port, username=username, password=password
+    ) as subscriber:
         task = asyncio.create_task(recorder.run(subscriber, [f"{BASE}/#"]))
         await asyncio.wait_for(recorder.subscribed.wait(), 10)
         await recorder.wait_for(lambda m: m.topic == f"{BASE}/status" and m.payload == b"online")

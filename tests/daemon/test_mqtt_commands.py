@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from tests.daemon.conftest import Daemon, Mosquitto, MqttRecorder, free_port, listening
+from tests.daemon.conftest import (
+    Daemon,
+    Mosquitto,
+    MqttRecorder,
+    free_port,
+    listening,
+    mqtt_login,
+)
 
 BASE = "tektra/testnode"
 Served = Callable[..., "tuple[Daemon, Mosquitto]"]
@@ -30,8 +37,8 @@ def served(
             return make_daemon(f'broker = "{broker.url}"\n{mqtt}', **kwargs), broker
         port = free_port()
         # Not started: only its address and client() are used, to reach the embedded broker.
-        broker = Mosquitto(tmp_path, port)
         daemon = make_daemon(f'broker = "embedded"\nembedded_port = {port}\n{mqtt}', **kwargs)
+        broker = Mosquitto(tmp_path, port, login=mqtt_login(daemon))
         return daemon, broker
 
     return start

@@ -18,6 +18,7 @@ from tests.daemon.conftest import (
     echo_config,
     free_port,
     listening,
+    mqtt_login,
 )
 
 BASE = "tektra/testnode"
@@ -90,7 +91,8 @@ async def test_a_second_daemon_on_the_same_embedded_port_exits_and_leaves_the_fi
     port = free_port()
     mqtt_conf = f'broker = "embedded"\nembedded_port = {port}'
     first = make_daemon(mqtt_conf)
-    broker = Mosquitto(tmp_path, port)  # not started: a client factory for the embedded broker
+    # Not started: a client factory for the embedded broker.
+    broker = Mosquitto(tmp_path, port, login=mqtt_login(first))
     async with listening(broker, [f"{BASE}/status"]) as mqtt:
         await mqtt.wait_for(lambda m: m.payload == b"online")
         workdir = tmp_path / "second"

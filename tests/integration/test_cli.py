@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -159,12 +160,16 @@ def test_run_refuses_to_start_on_an_invalid_file() -> None:
 
 
 def test_run_loads_the_default_model_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    (tmp_path / "models.toml").write_text(GREEDY)
+    # The default embedded broker, on a port of its own (1883 may be taken: that is fatal).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "models.toml").write_text(f"{GREEDY}[mqtt]\nembedded_port = {port}\n")
     with subprocess.Popen(
         [TEKTRA, "run", "--config", str(tmp_path / "models.toml")],
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "XDG_RUNTIME_DIR": RUNTIME_DIR},
+        env={**os.environ, "XDG_RUNTIME_DIR": RUNTIME_DIR, "XDG_STATE_HOME": str(tmp_path)},
     ) as daemon:
         assert daemon.stderr is not None
         lines = []
