@@ -105,17 +105,14 @@ async def test_without_a_sound_card_the_microphone_is_lost_but_answers_end_idle(
     assert answer["result"]["text"] == "You said: hello"
     status = (await client.call({"id": "s", "cmd": "status"}))["result"]
     assert status["state"] == "idle"
-    assert status["problems"] == {
-        "microphone": "microphone lost: cannot open: Error querying device -1"
-    }
+    assert list(status["problems"]) == ["microphone"]
+    assert status["problems"]["microphone"].startswith("microphone lost: cannot open: ")
     for connection in (watcher, client):
         await connection.close()
     assert daemon.stop() == 0
     # Every attempt is an event; the log says it once (then after a minute, two, four …).
     lost_lines = [line for line in daemon.log.splitlines() if "microphone auto: lost" in line]
     assert len(lost_lines) == 1
-    assert lost_lines[0].endswith(
-        "INFO pipelines.microphone: microphone auto: lost (cannot open: Error querying device -1)"
-    )
+    assert "INFO pipelines.microphone: microphone auto: lost (cannot open: " in lost_lines[0]
     assert "reopening" not in daemon.log
     assert "Traceback" not in daemon.log  # stopping the voice pipeline and its retries included
