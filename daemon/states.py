@@ -1,7 +1,8 @@
 """The assistant's state names: defined here once, used by every part that shows or checks them.
 
-The voice pipeline reports the first three itself (`pipelines.events.StateName`); a test keeps the
-two lists in step, since the capture layer cannot import the daemon.
+The voice pipeline reports `idle`, `listening` and `transcribing` itself
+(`pipelines.events.StateName`); a test keeps the two lists in step, since the capture layer
+cannot import the daemon.
 """
 
 from __future__ import annotations
