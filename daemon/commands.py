@@ -23,6 +23,7 @@ from daemon.manager.manager import Query
 from daemon.protocol import (
     Args,
     AskArgs,
+    CancelArgs,
     Envelope,
     LoadModelArgs,
     MicrophoneArgs,
@@ -290,6 +291,7 @@ class Commands:
             "problems": dict(a.problems),
             "muted": a.muted,
             "model": a.model,
+            "loading": a.loading,
             "backend": a.backend,
             "answers": a.answers,
             "conversations": len(a.manager.sessions),
@@ -356,6 +358,11 @@ class Commands:
     async def _microphone(self, args: MicrophoneArgs, _: Call) -> Result:
         return self._set_microphone(args.on)
 
+    async def _cancel(self, args: CancelArgs, _: Call) -> Result:
+        # An empty list says truthfully that nothing was running (a Home Assistant button may be
+        # pressed at any time): not an error.
+        return {"cancelled": self.assistant.stop(args.target)}
+
     def _set_microphone(self, on: bool) -> Result:
         self.assistant.set_muted(not on)  # the microphone follows through `on_muted`
         return {"muted": not on}
@@ -391,5 +398,6 @@ COMMANDS: dict[str, Command[Any]] = {
     "unmute": Command(NoArgs, Commands._unmute),
     "microphone": Command(MicrophoneArgs, Commands._microphone, plain=plain_switch),
     "new_conversation": Command(NewConversationArgs, Commands._new_conversation),
+    "cancel": Command(CancelArgs, Commands._cancel),
 }
 """Every command the daemon knows, by the name the socket's `cmd` and MQTT's topic give it."""

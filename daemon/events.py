@@ -40,12 +40,12 @@ class Event:
 
 @dataclass(frozen=True)
 class StateChanged(Event):
-    """The assistant's state: idle, listening, transcribing, thinking, responding or error."""
+    """The assistant's state: idle, loading, listening, transcribing, thinking or responding."""
 
     kind: ClassVar[str] = "state"
     state: StateName
     detail: str = ""
-    """Why, when the state is `error` (a lost device, a failed backend)."""
+    """What the state is about, e.g. the model being loaded (`loading`)."""
 
 
 @dataclass(frozen=True)

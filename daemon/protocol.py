@@ -109,6 +109,11 @@ class MicrophoneArgs(Args):
     on: bool
 
 
+class CancelArgs(Args):
+    target: str | int | None = None
+    """The request id of the answer to stop; by default the answer streaming now."""
+
+
 @dataclass(frozen=True)
 class Request:
     id: RequestId

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -30,6 +31,7 @@ from tests.plugin_backend import write_distribution
 ROOT = Path(__file__).parents[2]
 TEKTRA = str(Path(sys.executable).with_name("tektra"))
 PASSWORD = "s3cret-for-tests"
+DEFAULT_MODEL_SETTLED = r"model \S+ (loaded on|could not be loaded)|no default model to load"
 
 
 # What every listener sees while the test backend answers "hello": the state around the answer,
@@ -254,7 +256,9 @@ class Daemon:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"the daemon exited ({self.process.returncode}):\n{self.log}")
-            if " ready (config " in self.log:
+            # READY comes before the default model is loaded; tests start from a loaded one.
+            log = self.log
+            if " ready (config " in log and re.search(DEFAULT_MODEL_SETTLED, log):
                 return
             time.sleep(0.05)
         raise TimeoutError(f"the daemon did not get ready:\n{self.log}")

@@ -95,23 +95,24 @@ async def test_a_muted_microphone_hears_nothing(
     assert daemon.stop() == 0
 
 
-async def test_a_lost_microphone_is_an_error_state_and_the_daemon_keeps_answering(
+async def test_a_lost_microphone_is_a_device_state_and_answers_still_end_idle(
     make_daemon: Callable[..., Daemon], mosquitto: Mosquitto
 ) -> None:
     daemon = make_daemon(f'broker = "{mosquitto.url}"', audio="no-such-microphone", start=False)
     async with listening(mosquitto, [f"{BASE}/#"]) as mqtt:
         daemon.start()
-        await mqtt.wait_until(lambda: "error" in mqtt.payloads(f"{BASE}/state"))
+        await mqtt.wait_until(lambda: mqtt.payloads(f"{BASE}/microphone")[-1:] == ["OFF"])
         client = await SocketClient.connect(daemon.socket)
         status = (await client.call({"id": 1, "cmd": "status"}))["result"]
-        assert status["state"] == "error"
+        assert status["state"] == "idle"
         assert status["problems"]["microphone"].startswith("microphone lost: ")
         answer = await client.call({"id": 2, "cmd": "ask", "text": "still here"})
         assert answer["result"]["text"] == "You said: still here"
-        # After the answer it rests in `error` again: the microphone is still missing.
+        # The assistant rests `idle`: the missing microphone is the device's state, not its own.
         await mqtt.wait_for(lambda m: m.topic == f"{BASE}/response")
-        await mqtt.wait_until(lambda: mqtt.payloads(f"{BASE}/state")[-1:] == ["error"])
-        assert mqtt.payloads(f"{BASE}/state")[-3:] == ["thinking", "responding", "error"]
+        await mqtt.wait_until(lambda: mqtt.payloads(f"{BASE}/state")[-1:] == ["idle"])
+        assert mqtt.payloads(f"{BASE}/state")[-3:] == ["thinking", "responding", "idle"]
+        assert "error" not in mqtt.payloads(f"{BASE}/state")
         await client.close()
     assert daemon.stop() == 0
 
