@@ -299,3 +299,23 @@ def test_the_embedded_broker_is_tried_with_the_users_login_while_the_daemon_runs
     assert found["MQTT broker"] == (
         "-        MQTT broker: embedded: it runs inside the daemon, which is not running"
     )
+
+
+def test_a_configured_camera_is_read_once_and_one_that_gives_nothing_is_a_problem(
+    tmp_path: Path, short_dir: Path, plugin_site: Path
+) -> None:
+    working = ROOT / "fixtures/video/red.avi"
+    extra = f'[camera]\nsource = "{working}"\n'
+    config = write(tmp_path, short_dir, 'broker = "none"', extra="")
+    config.write_text(config.read_text() + extra)
+    _, found = doctor(config, plugin_site, tmp_path)
+    assert found["camera"].startswith(f"ok       camera: '{working}': ")
+    assert found["camera"].endswith(" frames")
+
+    config.write_text(config.read_text().replace(str(working), "/no/camera.avi"))
+    code, found = doctor(config, plugin_site, tmp_path)
+    assert code == 1
+    assert found["camera"] == (
+        "problem  camera: '/no/camera.avi' gave no frame — fix: check the device or URL in "
+        "[camera] source"
+    )
