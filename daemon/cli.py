@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
                 dry_run=args.print,
                 target=args.target,
             )
+        if args.command == "doctor":  # it reports an invalid configuration as a finding
+            from daemon.doctor import run as doctor
+
+            return doctor(path, args.socket)
         config = load_config(path, BackendRegistry().names())
         sock = args.socket or socket_path(config.daemon)
         if args.socket is None and not sock.exists() and SYSTEM_SOCKET.exists():
@@ -125,6 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     listen.add_argument("wav", type=Path, help="16-bit PCM WAV (any rate, mono or stereo)")
     listen.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for answer")
+    sub.add_parser(
+        "doctor", parents=[common], help="check devices, models, backends, broker, socket, unit"
+    )
     mqtt = sub.add_parser("mqtt", parents=[common], help="the embedded MQTT broker")
     mqtt.add_argument("action", choices=["credentials"], help="print the login for MQTT clients")
     service = sub.add_parser("service", parents=[common], help="install the service unit")

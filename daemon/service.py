@@ -28,6 +28,7 @@ from daemon.config.schema import TektraConfig
 from daemon.embedded_broker import EmbeddedBroker
 from daemon.errors import ConfigError, TektraError
 from daemon.events import ErrorRaised, EventBus
+from daemon.metrics import MetricsServer
 from daemon.mqtt import MqttLink
 from daemon.mqtt_credentials import load_or_create
 from daemon.sd_notify import Notifier, feed_watchdog, watchdog_interval_s
@@ -110,6 +111,11 @@ class Service:
                 await link.check_node_free()
             self.link = link
             self.supervisor.spawn("mqtt", self.link.run)
+        if self.config.metrics.port is not None:
+            outbox = self.link.outbox if self.link is not None else None
+            metrics = MetricsServer(self.config.metrics, self.bus, outbox)
+            metrics.start()  # fatal when it cannot listen, as a taken broker port is
+            self.supervisor.spawn("metrics", metrics.run)
         await self.socket.start()
         self.supervisor.spawn("socket", self.socket.run)
         interval = watchdog_interval_s()

@@ -40,6 +40,8 @@ class SpeechEnded:
     reason: Literal["silence", "early", "max_length", "end_of_stream", "muted"] = "silence"
     """Why it closed: enough silence, the `max_utterance_s` cap, the source ended, or muting
     (a muted utterance is discarded, not transcribed)."""
+    hangover_s: float = 0.0
+    """Silence after the last voiced sample that was waited out before closing (the hangover)."""
 
 
 @dataclass(frozen=True)

@@ -312,7 +312,8 @@ class VoicePipeline:
                     early_silence=round(self._audio.vad.early_silence_ms * RATE / 1000),
                 )
         elif isinstance(event, UtteranceEnded):
-            self._emit(SpeechEnded(event.end_s - event.start_s, event.reason))
+            trailing = len(event.audio) - event.voiced if event.voiced >= 0 else 0
+            self._emit(SpeechEnded(event.end_s - event.start_s, event.reason, trailing / RATE))
             closed = _Closed(event, lane.speculation, lane.partial)
             lane.speculation = lane.partial = None
             # Waiting here when STT is behind backs up into the audio queue, the one place where

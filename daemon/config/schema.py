@@ -254,6 +254,15 @@ class MediaSettings(Section):
     """Frames sampled evenly from a clip for models that take images but not video."""
 
 
+class MetricsSettings(Section):
+    """Prometheus metrics over HTTP (`GET /metrics`); off unless a port is given."""
+
+    port: int | None = Field(None, ge=1, le=65_535)
+    """TCP port of the metrics endpoint; no endpoint when unset."""
+    bind: str = "127.0.0.1"
+    """Address the endpoint listens on; loopback keeps the numbers on this machine."""
+
+
 SOURCE_KINDS = ("path", "package", "hf", "ollama", "served")
 
 
@@ -348,6 +357,7 @@ class TektraConfig(Section):
     presets: dict[str, Preset] = {}
     memory_limits: MemoryLimits = MemoryLimits()
     media: MediaSettings = MediaSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     def model(self, model_id: str) -> ModelEntry | None:
         return next((m for m in self.models if m.id == model_id), None)
