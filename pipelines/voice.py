@@ -4,8 +4,12 @@ Three tasks share one loop. Capture (microphone, WAV replay, or a client's pushe
 chunks in a bounded queue. The VAD task scores and segments them (in a worker thread) per
 *lane*, one lane per source so a client's pushed audio never interleaves with the microphone's.
 The STT task transcribes closed utterances (in a worker thread), applies the wake gate, attaches
-the camera frame the policy asks for, and awaits the handler, which is the daemon's: it asks the
-model manager. Nothing here blocks the loop, and a lost device is a state, never an exception.
+the camera frame the policy asks for, and hands the query to the handler, which is the daemon's:
+it asks the model manager. Each handler call runs in its own task, so the next utterance is
+transcribed while an answer is still being given (the daemon's assistant answers one query at a
+time, in the order asked); were transcription to wait for answers, the utterance queue would back
+up into capture and audio would be dropped. Nothing here blocks the loop, and a lost device is a
+state, never an exception.
 """
 
 from __future__ import annotations
@@ -131,7 +135,9 @@ class VoicePipeline:
         self._pushed_resampler = Resampler(RATE)
         self._muted = False
         self._busy = False
-        self._working = 0  # VAD batches and handler calls in progress
+        self._working = 0  # VAD batches in progress
+        self._answers: set[asyncio.Task[None]] = set()
+        """Handler calls not finished yet: queries being answered or waiting their turn."""
         self._state: StateName | None = None
         # No reader where no frame could ever be attached: decoding a stream costs a core.
         unused = camera.source == "none" or camera.attach == "never" or not image_capable
@@ -190,6 +196,7 @@ class VoicePipeline:
             and not self._utterances
             and not self._busy
             and not self._working
+            and not self._answers
             and not any(lane.segmenter.in_utterance for lane in self._lanes.values())
         )
 
@@ -224,7 +231,12 @@ class VoicePipeline:
             tasks["tektra-voice-microphone"] = microphone.run()
         if self.camera is not None:
             tasks["tektra-camera"] = self.camera.run()
-        await _run_together(tasks)
+        try:
+            await _run_together(tasks)
+        finally:
+            for answer in self._answers:
+                answer.cancel()
+            await asyncio.gather(*self._answers, return_exceptions=True)
 
     def _deliver_capture(self, block: Samples) -> None:
         self._queue.put((CAPTURE, block))
@@ -364,7 +376,7 @@ class VoicePipeline:
                 self._busy = False
                 self._update_state()
             if query is not None:
-                await self._ask(query)
+                self._answer_later(query)
 
     async def _recognise(self, closed: _Closed) -> VoiceQuery | None:
         assert self._transcriber is not None
@@ -386,6 +398,10 @@ class VoicePipeline:
         )
         self._emit(transcript)
         now = self._clock()
+        if self._answers:
+            # Said while an answer is still being given: as good as just after it, so the
+            # follow-up window is open (and the query continues that conversation).
+            self._gate.note_answered(now)
         continues = self._gate.in_follow_up(now)
         decision = self._gate.decide(heard.text, now)
         if decision.query is None:
@@ -420,8 +436,13 @@ class VoicePipeline:
             return ()
         return (await asyncio.to_thread(encode_jpeg, frame, settings.max_side),)
 
+    def _answer_later(self, query: VoiceQuery) -> None:
+        """Hand `query` to the handler in a task of its own: transcription does not wait."""
+        task = asyncio.create_task(self._ask(query), name="tektra-voice-answer")
+        self._answers.add(task)
+        task.add_done_callback(self._answers.discard)
+
     async def _ask(self, query: VoiceQuery) -> None:
-        self._working += 1
         try:
             await self._handler(query)
         except TektraError as exc:
@@ -429,8 +450,6 @@ class VoicePipeline:
         except Exception as exc:  # the handler is the daemon's; its bug must not stop listening
             log.exception("the voice query handler failed")
             self._emit(PipelineError("handler_failed", f"{type(exc).__name__}: {exc}"))
-        finally:
-            self._working -= 1
 
     # --- events ------------------------------------------------------------------------------
 
