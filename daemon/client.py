@@ -55,6 +55,10 @@ class DaemonClient:
         self._file.close()
         self._sock.close()
 
+    def set_timeout(self, timeout_s: float | None) -> None:
+        """Bound the wait for the next reply line (a caller keeps an overall deadline this way)."""
+        self._sock.settimeout(timeout_s)
+
     def send(self, cmd: str, **fields: Any) -> int:
         request_id = next(self._ids)
         line = json.dumps({"id": request_id, "cmd": cmd, **fields}) + "\n"

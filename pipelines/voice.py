@@ -42,6 +42,7 @@ from pipelines.events import (
     PipelineError,
     PipelineEvent,
     PipelineState,
+    PushedAudioEnded,
     SpeechEnded,
     SpeechStarted,
     StateName,
@@ -96,6 +97,8 @@ class _Lane:
     partial: asyncio.Task[None] | None = None
     """The partial transcription in flight, if one is."""
     start_s: float = 0.0
+    opened: int = 0
+    """Utterances opened since the lane's last end of stream."""
 
     def feed(self, chunk: Samples) -> list[SegmentEvent]:
         """Blocking (Silero inference, ~0.1 ms a frame): one call at a time, on the loop for a
@@ -279,6 +282,9 @@ class VoicePipeline:
             if chunk is None:
                 await self._segmented(lane, lane.segmenter.flush())
                 lane.vad.reset()
+                if name == PUSHED:  # so a client can tell "nothing heard" from "still working"
+                    self._emit(PushedAudioEnded(lane.opened))
+                lane.opened = 0
             elif self._muted:
                 if lane.segmenter.in_utterance:
                     self._emit(SpeechEnded(lane.segmenter.buffered_s, "muted"))
@@ -318,6 +324,7 @@ class VoicePipeline:
         if isinstance(event, UtteranceStarted):
             self._emit(SpeechStarted(event.start_s))
             lane.start_s = event.start_s
+            lane.opened += 1
             if self._stt.speculative:
                 lane.speculation = Speculation(
                     interval=round(self._stt.partial_interval_ms * RATE / 1000),
@@ -390,8 +397,9 @@ class VoicePipeline:
             log.exception("speech-to-text failed")
             self._emit(PipelineError("stt_failed", f"speech-to-text failed: {exc}"))
             return None
-        if not heard.text:
-            return None  # the hallucination filter found nothing spoken
+        if not heard.text:  # the hallucination filter found nothing spoken
+            self._emit(TranscriptIgnored("", "no_words"))
+            return None
         stt_ms = (time.perf_counter() - started) * 1000
         transcript = Transcript(
             heard.text, heard.language, utterance.start_s, utterance.end_s, stt_ms
