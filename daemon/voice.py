@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 from daemon.assistant import Assistant
 from daemon.config.schema import TektraConfig
 from daemon.errors import TektraError
-from daemon.events import ErrorRaised, PartialTranscript, PipelineNotice, new_request_id
+from daemon.events import (
+    ErrorRaised,
+    PartialTranscript,
+    PipelineNotice,
+    TranscriptReady,
+    new_request_id,
+)
 from daemon.manager.manager import Query
 from daemon.states import ANSWERING
 from pipelines.events import DeviceState, PipelineError, PipelineState, Transcript
@@ -41,15 +47,15 @@ class VoiceBridge:
         """The pipeline's query handler: answer what was said (wake phrase stripped); the
         `transcript` event carries it as heard."""
         request_id = new_request_id("voice")
+        # Published now, not when the answer starts: an earlier answer may still be streaming,
+        # and what was heard is news at once (the pipeline calls us as soon as it transcribed).
+        self.assistant.bus.publish(TranscriptReady(request_id, query.transcript.text))
         if not query.continues:
             self.assistant.manager.forget_session(VOICE_SESSION)
         question = Query(query.text, VOICE_SESSION, images=query.images, audio=query.audio_wav)
         try:
             await self.assistant.answer(
-                request_id,
-                question,
-                transcript=query.transcript.text,
-                stages_ms={"stt": round(query.transcript.stt_ms, 1)},
+                request_id, question, stages_ms={"stt": round(query.transcript.stt_ms, 1)}
             )
         except TektraError:
             return  # already on the bus as an `error` event; the pipeline listens on

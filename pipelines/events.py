@@ -68,9 +68,18 @@ class TranscriptIgnored:
     """A transcript that did not become a query (no wake phrase, or only the wake phrase)."""
 
     text: str
-    reason: Literal["not_addressed", "wake_only"]
+    reason: Literal["not_addressed", "wake_only", "no_words"]
     """`not_addressed`: no wake phrase and no follow-up window; `wake_only`: the wake phrase with
-    nothing after it, which opens the follow-up window for the next utterance."""
+    nothing after it, which opens the follow-up window for the next utterance; `no_words`: the
+    utterance held no words (`text` is empty: what Whisper wrote was dropped as invented)."""
+
+
+@dataclass(frozen=True)
+class PushedAudioEnded:
+    """A client's pushed audio ended (`push_audio` with `end`) and was segmented to its end."""
+
+    utterances: int
+    """Utterances it opened since the previous end: 0 means it held no speech at all."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,7 @@ PipelineEvent = (
     | SpeechEnded
     | Transcript
     | TranscriptIgnored
+    | PushedAudioEnded
     | DeviceState
     | FramesDropped
     | PipelineError
