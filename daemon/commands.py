@@ -23,6 +23,7 @@ from daemon.protocol import (
     ProtocolError,
     PushAudioArgs,
     Request,
+    SayArgs,
     SwitchBackendArgs,
     SystemPromptArgs,
     decode_base64,
@@ -40,6 +41,12 @@ class VoiceControl(Protocol):
     def running(self) -> bool: ...
 
     def set_muted(self, muted: bool) -> None: ...
+
+
+class Speaking(Protocol):
+    """What the daemon needs of its voice (daemon.speech.speaker.Speaker has it)."""
+
+    async def say(self, request_id: str, text: str) -> dict[str, object]: ...
 
 
 class Unavailable(TektraError):
@@ -61,9 +68,11 @@ class Commands:
         *,
         voice: VoiceControl | None = None,
         links: Callable[[], dict[str, Any]] | None = None,
+        speaker: Speaking | None = None,
     ) -> None:
         self.assistant = assistant
         self.voice = voice
+        self.speaker = speaker
         self._links = links or dict
         self._started = time.monotonic()
 
@@ -192,6 +201,13 @@ class Commands:
         args = request.args
         assert isinstance(args, MicrophoneArgs)
         return self._set_microphone(args.on)
+
+    async def _say(self, request: Request) -> dict[str, Any]:
+        args = request.args
+        assert isinstance(args, SayArgs)
+        if self.speaker is None:
+            raise Unavailable("this daemon has no voice")
+        return dict(await self.speaker.say(request.key, args.text))
 
     def _set_microphone(self, on: bool) -> dict[str, Any]:
         if self.voice is not None:

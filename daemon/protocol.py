@@ -85,6 +85,11 @@ class MicrophoneArgs(Args):
     on: bool
 
 
+class SayArgs(Args):
+    text: str = Field(min_length=1)
+    """Spoken through the daemon's speaker; the reply comes once it has been played."""
+
+
 COMMANDS: dict[str, type[Args]] = {
     "ask": AskArgs,
     "multimodal": MultimodalArgs,
@@ -100,6 +105,7 @@ COMMANDS: dict[str, type[Args]] = {
     "mute": NoArgs,
     "unmute": NoArgs,
     "microphone": MicrophoneArgs,
+    "say": SayArgs,
 }
 STREAMING = frozenset({"ask", "multimodal"})
 """Commands whose reply is a stream of chunks followed by the complete answer."""

@@ -23,6 +23,7 @@ from daemon.events import ErrorRaised, EventBus
 from daemon.mqtt import MqttLink
 from daemon.sd_notify import Notifier, feed_watchdog, watchdog_interval_s
 from daemon.socket_server import SocketServer, socket_path
+from daemon.speech.speaker import Speaker
 from daemon.supervisor import Supervisor
 from daemon.voice import VoiceBridge, VoiceHost
 
@@ -46,8 +47,12 @@ class Service:
         self.notifier = Notifier.from_env()
         self.bridge = VoiceBridge(self.assistant)
         self.voice = VoiceHost(config, self.bridge, self.supervisor.spawn)
+        self.speaker = Speaker(config.tts, self.bus)
+        self.voice.hold = self.speaker.holding  # half duplex: never hear its own voice
         self.link: MqttLink | None = None
-        self.commands = Commands(self.assistant, voice=self.voice, links=self._links)
+        self.commands = Commands(
+            self.assistant, voice=self.voice, links=self._links, speaker=self.speaker
+        )
         self.socket = SocketServer(
             socket_path(config.daemon), config.daemon, self.commands, self.bus
         )
@@ -79,6 +84,8 @@ class Service:
         if mqtt.broker != "none":
             self.link = MqttLink(mqtt, self.config.daemon.node_id, self.bus, self.commands)
             self.supervisor.spawn("mqtt", self.link.run)
+        if self.speaker.enabled:
+            self.supervisor.spawn("speech", self.speaker.run)
         await self.socket.start()
         self.supervisor.spawn("socket", self.socket.run)
         interval = watchdog_interval_s()
@@ -123,6 +130,7 @@ class Service:
         if self.link is not None:
             self.link.stop()
             await self.supervisor.finish("mqtt", 1.5)
+        await self.supervisor.stop("speech", 5.0)
         await self.supervisor.stop_all(1.0)
         await self.assistant.close()
         if self.broker is not None:

@@ -103,6 +103,8 @@ class VoiceHost:
         self._spawn = spawn
         self._muted = False
         self.pipeline: Any = None
+        self.hold: Callable[[], bool] | None = None
+        """Asked by the VAD on every block: True while the daemon's own voice plays."""
 
     @property
     def running(self) -> bool:
@@ -123,6 +125,8 @@ class VoiceHost:
             self._config, self._bridge.handle, self._bridge.on_event, image_capable=image_capable
         )
         self.pipeline.set_muted(self._muted)
+        if self.hold is not None:
+            self.pipeline.hold = self.hold
         self._bridge.pipeline = self.pipeline
         self._spawn("voice", self.pipeline.run)
 

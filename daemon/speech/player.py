@@ -29,6 +29,10 @@ from pipelines.microphone import in_daemon_thread, parse_device
 log = logging.getLogger("tektra.speech")
 
 BLOCK_S = 0.05  # audio per callback: small enough to stop promptly, large enough to be cheap
+LATENCY_S = 0.2  # lower underruns behind ALSA's PulseAudio plugin on a busy machine
+# A fresh stream swallows its first few tens of milliseconds (the first syllable): it starts
+# with this much silence.
+LEAD_IN_S = 0.3
 IDLE_CLOSE_S = 10.0  # the stream closes after this long with nothing to play
 WATCH_S = 0.25
 
@@ -85,6 +89,10 @@ class Player:
         self._loop = asyncio.get_running_loop()
         if self._stream is None:
             await self._open(audio.rate)
+            with self._lock:
+                lead_in = np.zeros(round(LEAD_IN_S * self._rate), np.float32)
+                self._chunks.append(lead_in)
+                self._queued += len(lead_in)
         samples = audio.samples
         if audio.rate != self._rate:
             samples = Resampler(audio.rate, self._rate)(samples)
@@ -153,13 +161,13 @@ class Player:
             samplerate=rate,
             dtype="float32",
             blocksize=block,
-            latency=max(0.1, 2 * BLOCK_S),
-            callback=lambda out, frames, when, status: self._fill(out, frames, loop),
+            latency=LATENCY_S,
+            callback=lambda out, frames, when, status: self._fill(out, frames, rate, loop),
         )
         stream.start()
         return stream, rate
 
-    def _fill(self, out: Any, frames: int, loop: asyncio.AbstractEventLoop) -> None:
+    def _fill(self, out: Any, frames: int, rate: int, loop: asyncio.AbstractEventLoop) -> None:
         """PortAudio's thread: copy queued audio into `out`, silence after it; quick."""
         filled = 0
         with self._lock:
@@ -173,11 +181,11 @@ class Player:
                 else:
                     self._chunks[0] = chunk[take:]
             self._queued -= filled
-            left_s = self._queued / self._rate
+            left_s = self._queued / rate
             empty = not self._chunks
         out[filled:, 0] = 0.0
         if filled:
-            self._hold(left_s + frames / self._rate)
+            self._hold(left_s + frames / rate)
             if empty:
                 with contextlib.suppress(RuntimeError):  # a closed loop: the daemon is exiting
                     loop.call_soon_threadsafe(self._drained.set)

@@ -48,3 +48,7 @@ def speech_config(directory: Path, tts: str) -> Path:
     path = directory / "models.toml"
     path.write_text(f'[audio]\nsource = "none"\n[mqtt]\nbroker = "none"\n[tts]\n{tts}\n{MODEL}')
     return path
+
+
+# The daemon's own fixtures (a `tektra run` subprocess with the test backend), shared.
+from tests.daemon.conftest import make_daemon, plugin_site, short_dir  # noqa: E402, F401
