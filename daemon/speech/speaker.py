@@ -54,7 +54,7 @@ class _Said:
 
     sentences: int = 0
     seconds: float = 0.0
-    problems: list[str] = field(default_factory=list)
+    problems: list[TektraError] = field(default_factory=list)
 
 
 class Speaker:
@@ -159,7 +159,7 @@ class Speaker:
             try:
                 audio = await self.engine.synthesize(item.text)
             except SpeechFailed as exc:
-                said.problems.append(exc.message)
+                said.problems.append(exc)
                 self.bus.publish(ErrorRaised(item.id, exc.code, exc.message))
                 continue
             if said.sentences == 0:
@@ -167,7 +167,7 @@ class Speaker:
             try:
                 await self.player.play(audio)
             except OutputLost as exc:
-                said.problems.append(exc.message)
+                said.problems.append(exc)
                 continue
             said.sentences += 1
             said.seconds += audio.seconds
@@ -181,7 +181,7 @@ class Speaker:
         if item.done is None or item.done.done():
             return
         if said.problems and not said.sentences:
-            item.done.set_exception(OutputLost(said.problems[-1]))
+            item.done.set_exception(said.problems[-1])  # nothing was heard: say why
         else:
             assert self.engine is not None
             item.done.set_result(
@@ -189,7 +189,7 @@ class Speaker:
                     "sentences": said.sentences,
                     "seconds": round(said.seconds, 2),
                     "engine": self.engine.name,
-                    **({"problems": said.problems} if said.problems else {}),
+                    **({"problems": [p.message for p in said.problems]} if said.problems else {}),
                 }
             )
 
