@@ -303,6 +303,9 @@ def _say(config: TektraConfig, sock: Path, args: argparse.Namespace) -> int:
         return 1
     with client:
         said = client.call("say", text=args.text)
+    if said.get("stopped"):
+        print("stopped before the end (a `stop` came)")
+        return 1
     print(f"said {said['sentences']} sentence(s) in {said['seconds']:g} s with {said['engine']}")
     return 0
 

@@ -48,6 +48,8 @@ class Speaking(Protocol):
 
     async def say(self, request_id: str, text: str) -> dict[str, object]: ...
 
+    async def stop(self) -> dict[str, object]: ...
+
 
 class Unavailable(TektraError):
     code = "unavailable"
@@ -208,6 +210,11 @@ class Commands:
         if self.speaker is None:
             raise Unavailable("this daemon has no voice")
         return dict(await self.speaker.say(request.key, args.text))
+
+    async def _stop(self, _: Request) -> dict[str, Any]:
+        if self.speaker is None:
+            raise Unavailable("this daemon has no voice")
+        return dict(await self.speaker.stop())
 
     def _set_microphone(self, on: bool) -> dict[str, Any]:
         if self.voice is not None:

@@ -106,6 +106,7 @@ COMMANDS: dict[str, type[Args]] = {
     "unmute": NoArgs,
     "microphone": MicrophoneArgs,
     "say": SayArgs,
+    "stop": NoArgs,
 }
 STREAMING = frozenset({"ask", "multimodal"})
 """Commands whose reply is a stream of chunks followed by the complete answer."""

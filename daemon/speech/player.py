@@ -113,6 +113,13 @@ class Player:
         self._hold(0.0)
         self._drained.set()
 
+    async def cut(self) -> None:
+        """Silence at once: drop the queue and abort the stream, whose buffers go with it (the
+        next sentence opens it again)."""
+        self.stop()
+        if self._stream is not None:
+            await self._close("closed", "stopped")
+
     async def drained(self) -> None:
         """Wait until every queued sample went to the device (or the device was lost)."""
         await self._drained.wait()

@@ -45,6 +45,8 @@ class _Item:
 
     id: str
     text: str | None
+    epoch: int
+    """`stop` ends every item of an earlier epoch."""
     done: asyncio.Future[dict[str, object]] | None = None
 
 
@@ -77,6 +79,9 @@ class Speaker:
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._said: dict[str, _Said] = {}
         self._warming: asyncio.Task[None] | None = None
+        self._epoch = 0
+        self._silenced: list[str] = []  # answers a `stop` cut off: their later chunks stay unsaid
+        self._speaking: str | None = None
 
     @property
     def enabled(self) -> bool:
@@ -97,9 +102,35 @@ class Speaker:
             raise NotSpeaking("nothing in the text can be spoken")
         done: asyncio.Future[dict[str, object]] = asyncio.get_running_loop().create_future()
         for part in parts:
-            self._queue.put_nowait(_Item(request_id, part))
-        self._queue.put_nowait(_Item(request_id, None, done))
+            self._put(request_id, part)
+        self._put(request_id, None, done)
         return await done
+
+    async def stop(self) -> dict[str, object]:
+        """Silence now: what plays is cut, what waits is dropped, and the answers being read
+        are not read further. Returns the ids that were cut off."""
+        self._epoch += 1
+        cut = set(self._splitters)
+        self._silenced = [*self._silenced[-SPOKEN_IDS_KEPT:], *cut]
+        self._splitters.clear()
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            cut.add(item.id)
+            if item.done is not None and not item.done.done():
+                item.done.set_result({"stopped": True})
+        if self._speaking is not None:
+            cut.add(self._speaking)
+        await self.player.cut()
+        if self._speaking is not None:
+            self.bus.publish(SpeechChanged("idle", self._speaking))
+            self._speaking = None
+        self._said.clear()
+        return {"stopped": sorted(cut)}
+
+    def _put(
+        self, item_id: str, text: str | None, done: asyncio.Future[dict[str, object]] | None = None
+    ) -> None:
+        self._queue.put_nowait(_Item(item_id, text, self._epoch, done))
 
     # --- the bus -------------------------------------------------------------------------------
 
@@ -129,16 +160,18 @@ class Speaker:
         elif isinstance(event, ResponseChunk) and self._wanted(event.id):
             splitter = self._splitters.setdefault(event.id, SentenceSplitter())
             for sentence in splitter.feed(event.text):
-                self._queue.put_nowait(_Item(event.id, sentence))
+                self._put(event.id, sentence)
         elif isinstance(event, ResponseDone) and event.id in self._splitters:
             for sentence in self._splitters.pop(event.id).finish():
-                self._queue.put_nowait(_Item(event.id, sentence))
-            self._queue.put_nowait(_Item(event.id, None))
+                self._put(event.id, sentence)
+            self._put(event.id, None)
         elif isinstance(event, ErrorRaised) and event.id in self._splitters:
             del self._splitters[event.id]  # the answer broke off: what was said stands
-            self._queue.put_nowait(_Item(event.id, None))
+            self._put(event.id, None)
 
     def _wanted(self, answer_id: str) -> bool:
+        if answer_id in self._silenced:
+            return False
         speak = self.settings.speak
         return speak == "all" or (speak == "voice" and answer_id in self._spoken)
 
@@ -162,7 +195,10 @@ class Speaker:
                 said.problems.append(exc)
                 self.bus.publish(ErrorRaised(item.id, exc.code, exc.message))
                 continue
+            if item.epoch != self._epoch:
+                continue  # a `stop` came while it was being synthesised
             if said.sentences == 0:
+                self._speaking = item.id
                 self.bus.publish(SpeechChanged("speaking", item.id, self.engine.name))
             try:
                 await self.player.play(audio)
@@ -175,10 +211,14 @@ class Speaker:
     async def _finish(self, item: _Item, said: _Said) -> None:
         """The end of one answer or request: wait until it is heard, then report."""
         await self.player.drained()
-        del self._said[item.id]
-        if said.sentences:
+        self._said.pop(item.id, None)
+        if said.sentences and self._speaking == item.id:
+            self._speaking = None
             self.bus.publish(SpeechChanged("idle", item.id))
         if item.done is None or item.done.done():
+            return
+        if item.epoch != self._epoch:  # cut off by `stop`: how much was heard is unknown
+            item.done.set_result({"stopped": True})
             return
         if said.problems and not said.sentences:
             item.done.set_exception(said.problems[-1])  # nothing was heard: say why

@@ -51,4 +51,9 @@ def speech_config(directory: Path, tts: str) -> Path:
 
 
 # The daemon's own fixtures (a `tektra run` subprocess with the test backend), shared.
-from tests.daemon.conftest import make_daemon, plugin_site, short_dir  # noqa: E402, F401
+from tests.daemon.conftest import (  # noqa: E402, F401
+    make_daemon,
+    mosquitto,
+    plugin_site,
+    short_dir,
+)

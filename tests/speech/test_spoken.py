@@ -229,3 +229,37 @@ async def test_tektra_never_hears_its_own_voice(
     await client.close()
     await events.client.close()
     assert daemon.stop() == 0
+
+
+async def test_stop_silences_tektra_at_once_and_ends_the_say_request(
+    make_daemon: Callable[..., Daemon], pulse: Pulse, tmp_path: Path
+) -> None:
+    daemon = speaking_daemon(make_daemon, pulse, 'engine = "espeak"')
+    events = await Events.watch(daemon)
+    recording = SinkRecording(pulse, tmp_path / "sink.raw")
+    speaker = await SocketClient.connect(daemon.socket)
+    long_text = " ".join(f"This is sentence number {n} of a long story." for n in range(1, 9))
+    await speaker.send({"id": "long", "cmd": "say", "text": long_text})
+    await events.until("tts", state="speaking", id="long")
+    await recording.more(1.0)  # it is audibly speaking
+    assert loudest(recording.pcm()[-SECOND:]) > 1000
+    stopper = await SocketClient.connect(daemon.socket)
+    stopped = await stopper.call({"id": "s", "cmd": "stop"})
+    assert stopped["result"] == {"stopped": ["long"]}
+    cut_at = recording.size
+    said = (await speaker.until_done("long"))[-1]
+    assert said["result"]["stopped"] is True
+    await events.until("tts", state="idle", id="long")
+    await recording.more(1.0)
+    # 200 ms after the stop was answered, the speaker is silent (and stays so).
+    after = recording.stop()[cut_at + int(0.2 * SECOND) :]
+    assert loudest(after) < 100
+    await speaker.close()
+    await stopper.close()
+    await events.client.close()
+    assert daemon.stop() == 0
+
+
+def loudest(pcm: bytes) -> int:
+    samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], "<i2")
+    return int(np.abs(samples.astype(np.int32)).max()) if len(samples) else 0
