@@ -165,6 +165,11 @@ class PiperEngine:
         except OSError as exc:
             raise SpeechFailed(f"piper cannot be run: {exc}") from exc
 
+    async def warm(self) -> None:
+        """Start the program ahead of the first sentence (one process, however many callers)."""
+        async with self._lock:
+            await self.start()
+
     async def synthesize(self, text: str) -> Audio:
         line = " ".join(text.split())
         if not line:
@@ -241,7 +246,7 @@ class FallbackEngine:
         """Start the primary engine ahead of the first sentence (while the user still speaks)."""
         if not self._failed and isinstance(self._primary, PiperEngine):
             try:
-                await self._primary.start()
+                await self._primary.warm()
             except SpeechFailed as exc:
                 self._failed = True
                 log.warning("%s failed (%s); speaking with %s", self._primary.name, exc.message,
