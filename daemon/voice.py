@@ -104,7 +104,7 @@ class VoiceHost:
         self._muted = False
         self.pipeline: Any = None
         self.hold: Callable[[], bool] | None = None
-        """Asked by the VAD on every block: True while the daemon's own voice plays."""
+        """Asked as each microphone block arrives: True while the daemon's own voice plays."""
 
     @property
     def running(self) -> bool:

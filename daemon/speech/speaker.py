@@ -193,7 +193,9 @@ class Speaker:
                 audio = await self.engine.synthesize(item.text)
             except SpeechFailed as exc:
                 said.problems.append(exc)
-                self.bus.publish(ErrorRaised(item.id, exc.code, exc.message))
+                # No request id: the answer itself did not fail, and a client waiting for it
+                # must not take this for its end.
+                self.bus.publish(ErrorRaised(None, exc.code, f"not spoken: {exc.message}"))
                 continue
             if item.epoch != self._epoch:
                 continue  # a `stop` came while it was being synthesised
