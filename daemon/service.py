@@ -49,6 +49,7 @@ class Service:
         self.voice = VoiceHost(config, self.bridge, self.supervisor.spawn)
         self.speaker = Speaker(config.tts, self.bus)
         self.voice.hold = self.speaker.holding  # half duplex: never hear its own voice
+        self.speaker.on_answer_spoken = self.bridge.note_answered
         self.link: MqttLink | None = None
         self.commands = Commands(
             self.assistant, voice=self.voice, links=self._links, speaker=self.speaker

@@ -57,6 +57,11 @@ class VoiceBridge:
         if self.pipeline is not None:
             self.pipeline.note_answered()  # opens the wake phrase's follow-up window
 
+    def note_answered(self) -> None:
+        """(Re)open the follow-up window now: an answer was heard to its end."""
+        if self.pipeline is not None:
+            self.pipeline.note_answered()
+
     def on_event(self, event: object) -> None:
         """Pipeline events: states drive the assistant's state, the rest go on the bus."""
         if isinstance(event, PipelineState):

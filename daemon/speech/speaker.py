@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from daemon.config.schema import TtsSettings
@@ -82,6 +83,9 @@ class Speaker:
         self._epoch = 0
         self._silenced: list[str] = []  # answers a `stop` cut off: their later chunks stay unsaid
         self._speaking: str | None = None
+        self.on_answer_spoken: Callable[[], None] | None = None
+        """Called when an answer to a spoken query has been heard to its end: the follow-up
+        window opens then, not while the microphone was still held for the answer's voice."""
 
     @property
     def enabled(self) -> bool:
@@ -217,6 +221,8 @@ class Speaker:
         if said.sentences and self._speaking == item.id:
             self._speaking = None
             self.bus.publish(SpeechChanged("idle", item.id))
+            if item.id in self._spoken and self.on_answer_spoken is not None:
+                self.on_answer_spoken()
         if item.done is None or item.done.done():
             return
         if item.epoch != self._epoch:  # cut off by `stop`: how much was heard is unknown

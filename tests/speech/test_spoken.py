@@ -263,3 +263,36 @@ async def test_stop_silences_tektra_at_once_and_ends_the_say_request(
 def loudest(pcm: bytes) -> int:
     samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], "<i2")
     return int(np.abs(samples.astype(np.int32)).max()) if len(samples) else 0
+
+
+async def test_the_follow_up_window_opens_when_the_spoken_answer_ends(
+    make_daemon: Callable[..., Daemon], pulse: Pulse
+) -> None:
+    # The answer is read slowly (several seconds, longer than the 5 s window) while the
+    # microphone is held: a window opened when the text was complete would be over before the
+    # user could speak. The same question again, once the answer was heard, continues the
+    # conversation (the model sees the first exchange: a longer prompt).
+    daemon = speaking_daemon(
+        make_daemon,
+        pulse,
+        'engine = "espeak"\nrate = 0.3',
+        extra="[audio.wake]\nfollow_up_s = 5.0\n",
+    )
+    events = await Events.watch(daemon)
+    pusher = await SocketClient.connect(daemon.socket)
+    question = np.concatenate(
+        [silence(0.3), clip("heating"), silence(0.3), clip("garage"), silence(0.3), clip("time")]
+    )
+    pcm = base64.b64encode(float_to_pcm(np.concatenate([question, silence(1.0)]))).decode()
+    prompts = []
+    for n in range(2):
+        pushed = await pusher.call({"id": n, "cmd": "push_audio", "pcm": pcm, "end": True})
+        assert "result" in pushed, pushed
+        response = await events.until("response")
+        prompts.append(response["prompt_tokens"])
+        spoken = await events.until("tts", state="idle")
+        assert spoken["id"] == response["id"]
+    assert prompts[1] > prompts[0], prompts
+    await pusher.close()
+    await events.client.close()
+    assert daemon.stop() == 0
