@@ -33,6 +33,7 @@ LATENCY_S = 0.2  # lower underruns behind ALSA's PulseAudio plugin on a busy mac
 # A fresh stream swallows its first few tens of milliseconds (the first syllable): it starts
 # with this much silence.
 LEAD_IN_S = 0.3
+MAX_AHEAD_S = 2.0  # a device reporting a later play-out time than this is not believed
 IDLE_CLOSE_S = 10.0  # the stream closes after this long with nothing to play
 WATCH_S = 0.25
 
@@ -169,12 +170,14 @@ class Player:
             dtype="float32",
             blocksize=block,
             latency=LATENCY_S,
-            callback=lambda out, frames, when, status: self._fill(out, frames, rate, loop),
+            callback=lambda out, frames, when, status: self._fill(out, frames, when, rate, loop),
         )
         stream.start()
         return stream, rate
 
-    def _fill(self, out: Any, frames: int, rate: int, loop: asyncio.AbstractEventLoop) -> None:
+    def _fill(
+        self, out: Any, frames: int, when: Any, rate: int, loop: asyncio.AbstractEventLoop
+    ) -> None:
         """PortAudio's thread: copy queued audio into `out`, silence after it; quick."""
         filled = 0
         with self._lock:
@@ -192,7 +195,10 @@ class Player:
             empty = not self._chunks
         out[filled:, 0] = 0.0
         if filled:
-            self._hold(left_s + frames / rate)
+            # The device says when this block reaches the speaker; behind a sound server that
+            # can be later than the latency the stream reported when it opened.
+            ahead = min(MAX_AHEAD_S, max(0.0, float(when.outputBufferDacTime - when.currentTime)))
+            self._hold(left_s + frames / rate + max(0.0, ahead - self._latency_s))
             if empty:
                 with contextlib.suppress(RuntimeError):  # a closed loop: the daemon is exiting
                     loop.call_soon_threadsafe(self._drained.set)
