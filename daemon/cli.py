@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             return _events(sock)
         if args.command == "listen":
             return _listen(sock, args.wav, args.timeout)
+        if args.command == "say":
+            return _say(config, sock, args)
     except ConfigError as exc:
         print(f"{path}: {len(exc.issues)} error(s)", file=sys.stderr)
         for issue in exc.issues:
@@ -150,6 +152,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     mqtt = sub.add_parser("mqtt", parents=[common], help="the embedded MQTT broker")
     mqtt.add_argument("action", choices=["credentials"], help="print the login for MQTT clients")
+    say = sub.add_parser("say", parents=[common], help="speak a text through the daemon")
+    say.add_argument("text", help="what to say")
+    say.add_argument("--to", type=Path, help="write a WAV file instead (no daemon needed)")
     service = sub.add_parser("service", parents=[common], help="install the service unit")
     service.add_argument("action", choices=["install"])
     service.add_argument("--user", action="store_true", help="a user unit/agent, not a system one")
@@ -355,6 +360,26 @@ def _read_wav(path: Path) -> tuple[bytes, int]:
         samples = np.frombuffer(frames, dtype="<i2").reshape(-1, channels)
         frames = samples.mean(axis=1).astype("<i2").tobytes()
     return frames, rate
+
+
+def _say(config: TektraConfig, sock: Path, args: argparse.Namespace) -> int:
+    if args.to is not None:
+        from daemon.speech.offline import write_speech
+
+        engine, seconds = asyncio.run(write_speech(config.tts, args.text, args.to))
+        print(f"{args.to}: {seconds:g} s spoken by {engine}")
+        return 0
+    client = _connect(sock)
+    if client is None:
+        print("error [unreachable]: no daemon is running (use --to FILE.wav)", file=sys.stderr)
+        return 1
+    with client:
+        said = client.call("say", text=args.text)
+    if said.get("stopped"):
+        print("stopped before the end (a `stop` came)")
+        return 1
+    print(f"said {said['sentences']} sentence(s) in {said['seconds']:g} s with {said['engine']}")
+    return 0
 
 
 def _table(models: list[ModelInfo]) -> str:

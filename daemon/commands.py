@@ -34,6 +34,7 @@ from daemon.protocol import (
     ProtocolError,
     PushAudioArgs,
     Request,
+    SayArgs,
     SwitchBackendArgs,
     SystemPromptArgs,
     check_args,
@@ -65,6 +66,14 @@ class VoiceControl(Protocol):
     def running(self) -> bool: ...
 
     def set_muted(self, muted: bool) -> None: ...
+
+
+class Speaking(Protocol):
+    """What the daemon needs of its voice (daemon.speech.speaker.Speaker has it)."""
+
+    async def say(self, request_id: RequestId, text: str) -> dict[str, object]: ...
+
+    async def stop(self) -> dict[str, object]: ...
 
 
 class Unavailable(TektraError):
@@ -140,9 +149,11 @@ class Commands:
         *,
         voice: VoiceControl | None = None,
         links: Callable[[], dict[str, Any]] | None = None,
+        speaker: Speaking | None = None,
     ) -> None:
         self.assistant = assistant
         self.voice = voice
+        self.speaker = speaker
         self._links = links or dict
         self._started = time.monotonic()
 
@@ -363,6 +374,17 @@ class Commands:
         # pressed at any time): not an error.
         return {"cancelled": self.assistant.stop(args.target)}
 
+    async def _say(self, args: SayArgs, call: Call) -> Result:
+        if self.speaker is None:
+            raise Unavailable("this daemon has no voice")
+        return dict(await self.speaker.say(call.id, args.text))
+
+    async def _stop(self, _: NoArgs, __: Call) -> Result:
+        """Silence at once, and stop the answer being written: nobody is to hear it. A daemon
+        that does not speak still stops the answer (Home Assistant's button is always there)."""
+        silenced = dict(await self.speaker.stop()) if self.speaker is not None else {"stopped": []}
+        return {**silenced, "cancelled": self.assistant.stop(None)}
+
     def _set_microphone(self, on: bool) -> Result:
         self.assistant.set_muted(not on)  # the microphone follows through `on_muted`
         return {"muted": not on}
@@ -399,5 +421,7 @@ COMMANDS: dict[str, Command[Any]] = {
     "microphone": Command(MicrophoneArgs, Commands._microphone, plain=plain_switch),
     "new_conversation": Command(NewConversationArgs, Commands._new_conversation),
     "cancel": Command(CancelArgs, Commands._cancel),
+    "say": Command(SayArgs, Commands._say),
+    "stop": Command(NoArgs, Commands._stop),
 }
 """Every command the daemon knows, by the name the socket's `cmd` and MQTT's topic give it."""

@@ -150,6 +150,28 @@ class BrokerLink(Event):
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class SpeechChanged(Event):
+    """Tektra started or stopped speaking (the half-duplex hold follows this)."""
+
+    kind: ClassVar[str] = "tts"
+    state: str
+    """`speaking` or `idle`."""
+    id: RequestId = ""
+    """The answer or `say` request being spoken (with the type its request id was sent with)."""
+    engine: str = ""
+
+
+@dataclass(frozen=True)
+class SpeakerChanged(Event):
+    """The output device opened, closed after a quiet spell, or was lost."""
+
+    kind: ClassVar[str] = "speaker"
+    state: str
+    """`open`, `closed` or `lost`."""
+    detail: str = ""
+
+
 class Subscription:
     """One subscriber's bounded queue; iterate it for events."""
 

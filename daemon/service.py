@@ -33,6 +33,7 @@ from daemon.mqtt import MqttLink
 from daemon.mqtt_credentials import load_or_create
 from daemon.sd_notify import Notifier, feed_watchdog, watchdog_interval_s
 from daemon.socket_server import SocketServer, socket_path
+from daemon.speech.speaker import Speaker
 from daemon.supervisor import Supervisor
 from daemon.voice import VoiceBridge, VoiceHost
 
@@ -65,8 +66,13 @@ class Service:
         self.notifier = Notifier.from_env()
         self.bridge = VoiceBridge(self.assistant)
         self.voice = VoiceHost(config, self.bridge, self.supervisor.spawn)
+        self.speaker = Speaker(config.tts, self.bus)
+        self.voice.hold = self.speaker.holding  # half duplex: never hear its own voice
+        self.speaker.on_answer_spoken = self.bridge.note_answered
         self.link: MqttLink | None = None
-        self.commands = Commands(self.assistant, voice=self.voice, links=self._links)
+        self.commands = Commands(
+            self.assistant, voice=self.voice, links=self._links, speaker=self.speaker
+        )
         self.socket = SocketServer(
             socket_path(config.daemon), config.daemon, self.commands, self.bus
         )
@@ -116,6 +122,8 @@ class Service:
             metrics = MetricsServer(self.config.metrics, self.bus, outbox)
             metrics.start()  # fatal when it cannot listen, as a taken broker port is
             self.supervisor.spawn("metrics", metrics.run)
+        if self.speaker.enabled:
+            self.supervisor.spawn("speech", self.speaker.run)
         await self.socket.start()
         self.supervisor.spawn("socket", self.socket.run)
         interval = watchdog_interval_s()
@@ -177,6 +185,7 @@ class Service:
         if self.link is not None:
             self.link.stop()  # flushes what it can, then publishes `offline`
             await self.supervisor.finish("mqtt", 2 * STEP_S)
+        await self.supervisor.stop("speech", 5.0)
         await self.supervisor.stop_all(STEP_S)
         try:
             await asyncio.wait_for(self.assistant.close(), RELEASE_S)

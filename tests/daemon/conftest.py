@@ -209,13 +209,21 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def echo_config(
-    socket_path: Path, mqtt: str, *, extra: str = "", delay_s: float = 0.0, audio: str = "none"
+    socket_path: Path,
+    mqtt: str,
+    *,
+    extra: str = "",
+    delay_s: float = 0.0,
+    audio: str = "none",
+    tts: str = 'engine = "none"',
 ) -> str:
-    """A models.toml answering with the test backend ("You said: …"), no microphone."""
+    """A models.toml answering with the test backend ("You said: …"), no microphone, silent
+    unless `tts` says otherwise."""
     return (
         f'[daemon]\nsocket = "{socket_path}"\nnode_id = "testnode"\n'
         f"{extra}"
         f'[audio]\nsource = "{audio}"\n'
+        f"[tts]\n{tts}\n"
         f"[mqtt]\n{mqtt}\n"
         f'[backends]\ndefault = ["recorder"]\n'
         f"[backends.recorder]\nchunk_delay_s = {delay_s}\n"
@@ -305,11 +313,13 @@ def make_daemon(
         extra: str = "",
         delay_s: float = 0.0,
         audio: str = "none",
+        tts: str = 'engine = "none"',
         start: bool = True,
     ) -> Daemon:
         config = tmp_path / "models.toml"
         sock = short_dir / "tektra.sock"
-        config.write_text(echo_config(sock, mqtt, extra=extra, delay_s=delay_s, audio=audio))
+        text = echo_config(sock, mqtt, extra=extra, delay_s=delay_s, audio=audio, tts=tts)
+        config.write_text(text)
         # The embedded broker's logins go to a state directory of the test's own.
         daemon = Daemon(config, sock, plugin_site, {"XDG_STATE_HOME": str(tmp_path / "state")})
         started.append(daemon)

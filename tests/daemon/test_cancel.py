@@ -46,6 +46,25 @@ async def test_cancel_ends_the_running_answer_with_a_clear_finish_and_the_next_o
     assert daemon.stop() == 0
 
 
+async def test_stop_stops_the_answer_being_written_even_on_a_daemon_that_does_not_speak(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    daemon = make_daemon('broker = "none"', delay_s=0.5)  # [tts] engine = "none"
+    asker = await SocketClient.connect(daemon.socket)
+    await asker.send({"id": "a", "cmd": "ask", "text": LONG})
+    assert await asker.receive() == {"id": "a", "chunk": "You"}
+    stopper = await SocketClient.connect(daemon.socket)
+    assert await stopper.call({"id": "s", "cmd": "stop"}) == {
+        "id": "s",
+        "result": {"stopped": [], "cancelled": ["a"]},
+    }
+    result = (await asker.until_done("a", timeout_s=5))[-1]["result"]
+    assert result["finish_reason"] == "cancelled"
+    await asker.close()
+    await stopper.close()
+    assert daemon.stop() == 0
+
+
 async def test_cancel_with_a_target_stops_that_answer_even_while_it_waits_its_turn(
     make_daemon: Callable[..., Daemon],
 ) -> None:
