@@ -25,6 +25,7 @@ from daemon.sd_notify import Notifier, feed_watchdog, watchdog_interval_s
 from daemon.socket_server import SocketServer, socket_path
 from daemon.supervisor import Supervisor
 from daemon.voice import VoiceBridge, VoiceHost
+from daemon.wyoming import build_server
 
 log = logging.getLogger("tektra")
 
@@ -51,6 +52,7 @@ class Service:
         self.socket = SocketServer(
             socket_path(config.daemon), config.daemon, self.commands, self.bus
         )
+        self.wyoming = build_server(config, self.commands)  # None without [wyoming] port
         self.broker: EmbeddedBroker | None = None
         self._stop = asyncio.Event()
         self._signals = 0
@@ -84,6 +86,8 @@ class Service:
             self.supervisor.spawn("mqtt", self.link.run)
         await self.socket.start()
         self.supervisor.spawn("socket", self.socket.run)
+        if self.wyoming is not None:
+            self.supervisor.spawn("wyoming", self.wyoming.run)
         interval = watchdog_interval_s()
         if interval is not None:
             self.supervisor.spawn("watchdog", lambda: feed_watchdog(self.notifier, interval))
@@ -123,6 +127,7 @@ class Service:
         if not await self.assistant.wait_idle(timeout):
             log.warning("answers still running after %.1f s are cancelled", timeout)
         await self.supervisor.stop("socket", 1.0)
+        await self.supervisor.stop("wyoming", 1.0)
         if self.link is not None:
             self.link.stop()
             await self.supervisor.finish("mqtt", 1.5)

@@ -238,6 +238,19 @@ class BackendsSettings(Section):
         return bool(table.get("enabled", True)) if isinstance(table, dict) else True
 
 
+class WyomingSettings(Section):
+    """Home Assistant's Wyoming protocol: speech-to-text and the conversation agent."""
+
+    port: int | None = Field(None, ge=1, le=65_535)
+    """TCP port of the Wyoming server; no server when unset (Home Assistant's add-ons use
+    10300 for speech-to-text, 10200 for text-to-speech, 10400 for wake words)."""
+    host: str = Field("127.0.0.1", min_length=1)
+    """Address it listens on: loopback by default (private); `0.0.0.0` lets Home Assistant on
+    another machine in, and anyone else who can reach the port."""
+    max_audio_s: float = Field(60.0, gt=0.0, le=600.0)
+    """Longest audio one transcription takes; a longer stream is refused with `too_long`."""
+
+
 class MediaSettings(Section):
     """Limits and shaping for images and clips sent with a query."""
 
@@ -343,6 +356,7 @@ class TektraConfig(Section):
     presets: dict[str, Preset] = {}
     memory_limits: MemoryLimits = MemoryLimits()
     media: MediaSettings = MediaSettings()
+    wyoming: WyomingSettings = WyomingSettings()
 
     def model(self, model_id: str) -> ModelEntry | None:
         return next((m for m in self.models if m.id == model_id), None)

