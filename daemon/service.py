@@ -171,4 +171,6 @@ class Service:
     def _links(self) -> dict[str, Any]:
         links: dict[str, Any] = {"socket": self.socket.status()}
         links.update(self.link.status() if self.link is not None else {"mqtt": None})
+        if self.wyoming is not None:
+            links["wyoming"] = self.wyoming.status()
         return links

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from wyoming.event import Event, async_read_event
+from wyoming.event import Event
 from wyoming.info import Describe, Info
 from wyoming.ping import Ping, Pong
 from wyoming.server import AsyncEventHandler
@@ -24,12 +24,13 @@ from daemon.errors import TektraError
 from daemon.wyoming.asr import AsrService
 from daemon.wyoming.base import AUDIO_EVENTS, ServiceSession, WyomingRefusal, WyomingService
 from daemon.wyoming.handle import HandleService
+from daemon.wyoming.wire import TooLarge, read_event
 
 log = logging.getLogger("tektra.wyoming")
 
-# What the wyoming reader raises on bytes that are not its wire format (a JSON line that is not
-# an object, one without `type`, a payload cut short): the client is not speaking Wyoming.
-NOT_WYOMING = (KeyError, AttributeError, TypeError, ValueError, asyncio.IncompleteReadError)
+# Bytes that are not the wire format (not JSON, no `type`, a payload cut short): the client is
+# not speaking Wyoming (NotWyoming and JSON's own errors are ValueErrors).
+NOT_WYOMING = (ValueError, asyncio.IncompleteReadError)
 
 
 def build_server(config: TektraConfig, commands: Commands) -> WyomingServer | None:
@@ -42,7 +43,7 @@ def build_server(config: TektraConfig, commands: Commands) -> WyomingServer | No
         AsrService(config.stt, settings.max_audio_s),
         HandleService(commands),
     ]
-    return WyomingServer(settings, services)
+    return WyomingServer(settings, services, config.daemon.max_request_bytes)
 
 
 def describe(services: Sequence[WyomingService]) -> Info:
@@ -54,9 +55,16 @@ def describe(services: Sequence[WyomingService]) -> Info:
 
 
 class WyomingServer:
-    def __init__(self, settings: WyomingSettings, services: Sequence[WyomingService]) -> None:
+    def __init__(
+        self,
+        settings: WyomingSettings,
+        services: Sequence[WyomingService],
+        max_event_bytes: int = 16_777_216,
+    ) -> None:
         self.settings = settings
         self.services = list(services)
+        self.max_event_bytes = max_event_bytes
+        """Largest event (data and payload) a client may send: `[daemon] max_request_bytes`."""
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self.served = 0
@@ -103,7 +111,7 @@ class WyomingServer:
         self._connections.add(task)
         self.served += 1
         try:
-            await Connection(reader, writer, self.services).run()
+            await Connection(reader, writer, self.services, self.max_event_bytes).run()
         finally:
             self._connections.discard(task)
 
@@ -120,9 +128,11 @@ class Connection(AsyncEventHandler):
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         services: Sequence[WyomingService],
+        max_event_bytes: int,
     ) -> None:
         super().__init__(reader, writer)
         self.services = services
+        self.max_event_bytes = max_event_bytes
         self.sessions: list[ServiceSession] = [service.open() for service in services]
         self._audio_to: ServiceSession | None = next(
             (s for s in self.sessions if s.takes >= AUDIO_EVENTS), None
@@ -135,9 +145,13 @@ class Connection(AsyncEventHandler):
         try:
             while True:
                 try:
-                    event = await async_read_event(self.reader)
+                    event = await read_event(self.reader, self.max_event_bytes)
                 except NOT_WYOMING as exc:
                     log.info("Wyoming client %s sent a malformed event (%s)", self.peer, exc)
+                    break
+                except TooLarge as exc:
+                    # Its bytes are not read, so the connection cannot go on after it.
+                    await self._send(WyomingRefusal("too_large", str(exc)).event())
                     break
                 except ConnectionError:
                     break

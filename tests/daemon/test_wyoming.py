@@ -242,7 +242,15 @@ async def test_audio_longer_than_max_audio_s_is_refused(
 
 @pytest.mark.parametrize(
     "garbage",
-    [b"not json\n", b"[1, 2]\n", b'{"no_type": 1}\n', b'{"type": "x", "payload_length": 5}\nab'],
+    [
+        b"not json\n",
+        b"[1, 2]\n",
+        b'{"no_type": 1}\n',
+        b'{"type": "x", "data": [1]}\n',
+        b'{"type": "x", "payload_length": -1}\n',
+        b'{"type": "x", "payload_length": 5}\nab',
+        b"x" * 100_000 + b"\n",
+    ],
 )
 async def test_bytes_that_are_not_wyoming_end_that_connection_only(
     make_daemon: Callable[..., Daemon], garbage: bytes
@@ -257,6 +265,27 @@ async def test_bytes_that_are_not_wyoming_end_that_connection_only(
     info = Info.from_event(await exchange(port, Describe().event()))
     assert info.asr and info.handle
     assert "Traceback" not in daemon.log
+    assert daemon.stop() == 0
+
+
+async def test_an_event_larger_than_max_request_bytes_is_refused_unread(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    daemon, port = wyoming_daemon(make_daemon)
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        # Announces 64 GiB of audio; the server must not wait to buffer them.
+        assert client._writer is not None
+        client._writer.write(b'{"type": "audio-chunk", "payload_length": 68719476736}\n')
+        refused = await asyncio.wait_for(client.read_event(), 30)
+        assert refused is not None
+        error = Error.from_event(refused)
+        assert (error.code, error.text) == ("too_large", "an event of more than 16777216 bytes")
+        assert await asyncio.wait_for(client.read_event(), 30) is None  # and closed
+    watcher = await SocketClient.connect(daemon.socket)
+    status = await watcher.call({"id": 1, "cmd": "status"})
+    await watcher.close()
+    wyoming = status["result"]["wyoming"]
+    assert wyoming["address"] == f"127.0.0.1:{port}" and wyoming["listening"] is True
     assert daemon.stop() == 0
 
 
