@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
+import sys
 import wave
 from collections.abc import Callable
 from pathlib import Path
@@ -286,6 +288,40 @@ async def test_an_event_larger_than_max_request_bytes_is_refused_unread(
     await watcher.close()
     wyoming = status["result"]["wyoming"]
     assert wyoming["address"] == f"127.0.0.1:{port}" and wyoming["listening"] is True
+    assert daemon.stop() == 0
+
+
+BENCH = str(Path(sys.executable).with_name("wyoming-bench"))
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """Three fixture recordings, each with its transcript beside it, as wyoming-bench reads."""
+    directory = tmp_path / "corpus"
+    directory.mkdir()
+    for name in ("kitchen_lights", "garage", "weather"):
+        shutil.copy(AUDIO / f"{name}.wav", directory)
+        text = MANIFEST["speech"][f"{name}.wav"]["expected"]
+        (directory / f"{name}.txt").write_text(f"{text}\n")
+    return directory
+
+
+def test_wyoming_bench_transcribes_a_corpus_through_tektra_word_for_word(
+    make_daemon: Callable[..., Daemon], corpus: Path
+) -> None:
+    daemon, port = wyoming_daemon(make_daemon)
+    server = f"127.0.0.1:{port}"
+    result = subprocess.run(
+        [BENCH, "stt", "--corpus", str(corpus), "--rounds", "1", "--warmup", "0", server],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    report = result.stdout
+    assert "tektra - non-streaming" in report  # what Tektra advertises, as the peer read it
+    assert "[non_streaming] ok=3 fail=0" in report
+    assert "Accuracy     WER=0.0%  CER=0.0%" in report
     assert daemon.stop() == 0
 
 
