@@ -42,6 +42,10 @@ class AsrService:
         self.max_samples = round(max_audio_s * RATE)
         self._transcribers: dict[str | None, Transcriber] = {}
         self._loading = asyncio.Lock()
+        # One Wyoming transcription at a time reaches a worker thread: the model decodes one
+        # utterance at a time anyway, and threads queued on its lock would hold the default
+        # executor the rest of the daemon (VAD, encoding) shares.
+        self.decoding = asyncio.Lock()
 
     def describe(self, info: Info) -> None:
         model = AsrModel(
@@ -204,7 +208,8 @@ class AsrSession:
         audio = pcm_to_float(b"".join(stream.pieces))
         transcriber = await self.service.transcriber(language)
         try:
-            heard = await asyncio.to_thread(transcriber.transcribe, audio)
+            async with self.service.decoding:
+                heard = await asyncio.to_thread(transcriber.transcribe, audio)
         except (RuntimeError, ValueError, OSError) as exc:
             log.exception("Wyoming speech-to-text failed")
             raise WyomingRefusal("stt_failed", f"speech-to-text failed: {exc}") from exc

@@ -88,6 +88,19 @@ async def test_transcribes_a_recording_sent_in_chunks(make_daemon: Callable[...,
     assert daemon.stop() == 0
 
 
+async def test_two_clients_transcribing_at_once_each_get_their_own_words(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    daemon, port = wyoming_daemon(make_daemon)
+    names = ("kitchen_lights", "weather")
+    replies = await asyncio.gather(
+        *(exchange(port, *audio_events(AUDIO / f"{name}.wav")) for name in names)
+    )
+    heard = [normalise(Transcript.from_event(reply).text) for reply in replies]
+    assert heard == [expected_words(name) for name in names]
+    assert daemon.stop() == 0
+
+
 @pytest.fixture
 def stereo(tmp_path: Path) -> Path:
     """garage.wav as 44.1 kHz stereo, made by sox."""
