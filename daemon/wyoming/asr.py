@@ -1,18 +1,16 @@
 """Speech-to-text over Wyoming: `transcribe`, then `audio-start` / `audio-chunk` / `audio-stop`,
 answered with one `transcript`, by the same faster-whisper model the voice pipeline uses.
 
-The whole stream is transcribed at `audio-stop`. Tektra's speculative path (partial runs while
-the user speaks, reused when the newest one heard every voiced sample) does not pay here: the
-client (Home Assistant) runs its own VAD and stops the stream only after its silence hangover,
-so no partial ever covers the end of the audio; and a partial cannot go out as a Wyoming
-`transcript-chunk`, because chunks append text while a newer partial revises the older one.
+With `[stt] speculative` the stream is transcribed while it arrives (see `speculation`), so the
+transcript is usually ready when `audio-stop` comes. Partials are not sent as Wyoming
+`transcript-chunk` events: chunks append text, while a newer partial revises the older one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 from wyoming.asr import Transcribe, Transcript
@@ -20,11 +18,13 @@ from wyoming.audio import AudioChunk, AudioChunkConverter, AudioStart
 from wyoming.event import Event
 from wyoming.info import AsrModel, AsrProgram, Attribution, Info
 
-from daemon.config.schema import ModelSource, SttSettings
+from daemon.config.schema import ModelSource, SttSettings, VadSettings
 from daemon.ha_discovery import support_url, tektra_version
 from daemon.wyoming.base import Send, WyomingRefusal
+from daemon.wyoming.speculation import StreamTranscription
 from pipelines.audio import RATE, pcm_to_float
 from pipelines.stt import Transcriber, load_transcriber
+from pipelines.vad import SileroVad, shared_vad
 
 log = logging.getLogger("tektra.wyoming")
 
@@ -37,8 +37,9 @@ FASTER_WHISPER = Attribution("SYSTRAN faster-whisper", "https://github.com/SYSTR
 class AsrService:
     """Tektra's faster-whisper, described and opened per connection."""
 
-    def __init__(self, settings: SttSettings, max_audio_s: float) -> None:
+    def __init__(self, settings: SttSettings, vad: VadSettings, max_audio_s: float) -> None:
         self.settings = settings
+        self.vad_threshold = vad.threshold
         self.max_samples = round(max_audio_s * RATE)
         self._transcribers: dict[str | None, Transcriber] = {}
         self._loading = asyncio.Lock()
@@ -88,6 +89,20 @@ class AsrService:
                 self._transcribers[language] = await asyncio.to_thread(load_transcriber, settings)
             return self._transcribers[language]
 
+    async def transcription(self, language: str | None) -> StreamTranscription:
+        """A new stream's transcription, with the models it needs loaded (off the loop)."""
+        transcriber = await self.transcriber(language)
+        vad: SileroVad | None = None
+        if self.settings.speculative:
+            vad = await asyncio.to_thread(shared_vad)  # the one the microphone uses
+        return StreamTranscription(
+            transcriber,
+            self.decoding,
+            vad,
+            threshold=self.vad_threshold,
+            partial_interval_ms=self.settings.partial_interval_ms,
+        )
+
 
 def model_name(source: ModelSource | None) -> str:
     """The Whisper model as a user knows it."""
@@ -113,9 +128,8 @@ class _Stream:
 
     start: AudioStart
     converter: AudioChunkConverter
-    pieces: list[bytes] = field(default_factory=list)
-    """16 kHz mono s16le."""
-    samples: int = 0
+    """To 16 kHz mono s16le."""
+    transcription: StreamTranscription
 
 
 class AsrSession:
@@ -137,17 +151,22 @@ class AsrSession:
             # The configured language wins: the model may know no other (tiny.en).
             self.language = self.service.settings.language or asked
         elif AudioStart.is_type(event.type):
-            self._start(event)
+            await self._start(event)
         elif AudioChunk.is_type(event.type):
-            self._chunk(event)
+            await self._chunk(event)
         else:  # audio-stop
             await self._stop(send)
 
     def close(self) -> None:
-        self.stream = None
+        self._drop(dropping=False)
 
-    def _start(self, event: Event) -> None:
-        self.stream, self.dropping = None, False
+    def _drop(self, *, dropping: bool) -> None:
+        if self.stream is not None:
+            self.stream.transcription.close()
+        self.stream, self.dropping = None, dropping
+
+    async def _start(self, event: Event) -> None:
+        self._drop(dropping=True)  # until this stream is accepted
         try:
             start = AudioStart.from_event(event)
         except (KeyError, TypeError) as exc:
@@ -156,9 +175,10 @@ class AsrSession:
             ) from exc
         _check_format(start.rate, start.width, start.channels)
         converter = AudioChunkConverter(rate=RATE, width=2, channels=1)
-        self.stream = _Stream(start, converter)
+        transcription = await self.service.transcription(self.language)
+        self.stream, self.dropping = _Stream(start, converter, transcription), False
 
-    def _chunk(self, event: Event) -> None:
+    async def _chunk(self, event: Event) -> None:
         if self.dropping:
             return
         stream = self.stream
@@ -183,16 +203,16 @@ class AsrSession:
         if len(chunk.audio) % (chunk.width * chunk.channels):
             self._refuse()
             raise WyomingRefusal("bad_audio", "an audio-chunk holds a partial sample")
-        if stream.samples + chunk.samples * RATE // chunk.rate > self.service.max_samples:
+        samples = stream.transcription.samples
+        if samples + chunk.samples * RATE // chunk.rate > self.service.max_samples:
             self._refuse()
             limit = self.service.max_samples / RATE
             raise WyomingRefusal("too_long", f"the audio is longer than {limit:g} s")
         pcm = stream.converter.convert(chunk).audio
-        stream.pieces.append(pcm)
-        stream.samples += len(pcm) // 2
+        await stream.transcription.feed(pcm_to_float(pcm))
 
     def _refuse(self) -> None:
-        self.stream, self.dropping = None, True
+        self._drop(dropping=True)
 
     async def _stop(self, send: Send) -> None:
         stream, dropping = self.stream, self.dropping
@@ -201,19 +221,21 @@ class AsrSession:
             return  # the stream was refused; its error is already sent
         if stream is None:
             raise WyomingRefusal("no_audio_start", "audio-stop before audio-start")
-        language = self.language
-        if not stream.samples:
-            await send(Transcript(text="", language=language).event())
+        transcription = stream.transcription
+        if not transcription.samples:
+            await send(Transcript(text="", language=self.language).event())
             return
-        audio = pcm_to_float(b"".join(stream.pieces))
-        transcriber = await self.service.transcriber(language)
         try:
-            async with self.service.decoding:
-                heard = await asyncio.to_thread(transcriber.transcribe, audio)
+            heard = await transcription.finish()
         except (RuntimeError, ValueError, OSError) as exc:
             log.exception("Wyoming speech-to-text failed")
             raise WyomingRefusal("stt_failed", f"speech-to-text failed: {exc}") from exc
-        log.debug("Wyoming transcript (%.1f s): %r", len(audio) / RATE, heard.text)
+        finally:
+            transcription.close()
+        seconds = transcription.samples / RATE
+        how = "a partial heard it all" if transcription.reused else "transcribed at the end"
+        log.info("Wyoming transcript of %.1f s audio (%s)", seconds, how)
+        log.debug("Wyoming transcript: %r", heard.text)
         await send(Transcript(text=heard.text, language=heard.language).event())
 
 

@@ -40,7 +40,7 @@ def build_server(config: TektraConfig, commands: Commands) -> WyomingServer | No
     if settings.port is None:
         return None
     services: list[WyomingService] = [
-        AsrService(config.stt, settings.max_audio_s),
+        AsrService(config.stt, config.audio.vad, settings.max_audio_s),
         HandleService(commands),
     ]
     return WyomingServer(settings, services, config.daemon.max_request_bytes)
