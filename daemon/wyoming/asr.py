@@ -147,9 +147,7 @@ class AsrSession:
 
     async def on_event(self, event: Event, send: Send) -> None:
         if Transcribe.is_type(event.type):
-            asked = Transcribe.from_event(event).language
-            # The configured language wins: the model may know no other (tiny.en).
-            self.language = self.service.settings.language or asked
+            self.language = self._language(Transcribe.from_event(event).language)
         elif AudioStart.is_type(event.type):
             await self._start(event)
         elif AudioChunk.is_type(event.type):
@@ -159,6 +157,15 @@ class AsrSession:
 
     def close(self) -> None:
         self._drop(dropping=False)
+
+    def _language(self, asked: object) -> str | None:
+        configured = self.service.settings.language
+        if configured is not None or asked is None:
+            return configured  # the configured one wins: the model may know no other (tiny.en)
+        if not isinstance(asked, str) or asked not in self.service.languages():
+            shown = str(asked)[:20]
+            raise WyomingRefusal("bad_request", f"transcribe: unknown language '{shown}'")
+        return asked
 
     def _drop(self, *, dropping: bool) -> None:
         if self.stream is not None:

@@ -24,6 +24,9 @@ from wyoming.handle import Handled, NotHandled
 from wyoming.info import Describe, Info
 from wyoming.ping import Ping, Pong
 
+from daemon.config.schema import SttSettings, VadSettings
+from daemon.wyoming.asr import AsrService
+from daemon.wyoming.base import WyomingRefusal
 from pipelines.wake import normalise
 from tests.conftest import SMOLLM2_SOURCE
 from tests.daemon.conftest import ROOT, Daemon, SocketClient, free_port, wait_for_port
@@ -367,3 +370,30 @@ async def test_the_conversation_agent_answers_with_smollm2_on_llama_cpp(
         assert text and "paris" in text.lower()
     finally:
         assert daemon.stop() == 0
+
+
+async def test_transcribe_picks_a_language_only_when_stt_names_none() -> None:
+    sent: list[Event] = []
+
+    async def send(event: Event) -> None:
+        sent.append(event)
+
+    auto = AsrService(SttSettings(language=None), VadSettings(), 60.0)
+    info = Info()
+    auto.describe(info)
+    languages = info.asr[0].models[0].languages
+    assert ("de" in languages, "en" in languages, len(languages)) == (True, True, 100)
+    session = auto.open()
+    await session.on_event(Transcribe(language="de").event(), send)
+    assert session.language == "de"
+    with pytest.raises(WyomingRefusal) as refused:
+        await session.on_event(Transcribe(language="klingon").event(), send)
+    assert (refused.value.code, refused.value.message) == (
+        "bad_request",
+        "transcribe: unknown language 'klingon'",
+    )
+
+    english = AsrService(SttSettings(language="en"), VadSettings(), 60.0).open()
+    await english.on_event(Transcribe(language="de").event(), send)
+    assert english.language == "en"  # tiny.en knows no other
+    assert sent == []
