@@ -249,6 +249,10 @@ class WyomingSettings(Section):
     another machine in, and anyone else who can reach the port."""
     max_audio_s: float = Field(60.0, gt=0.0, le=600.0)
     """Longest audio one transcription takes; a longer stream is refused with `too_long`."""
+    max_clients: int = Field(16, ge=1, le=10_000)
+    """Wyoming connections served at once; one more is told `busy` and disconnected."""
+    client_idle_s: float = Field(120.0, gt=0.0, le=86_400.0)
+    """A connection that sends nothing for this long (and waits for no answer) is closed."""
 
 
 class MediaSettings(Section):

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from wyoming.event import Event
+from wyoming.event import Event, async_write_event
 from wyoming.info import Describe, Info
 from wyoming.ping import Ping, Pong
 from wyoming.server import AsyncEventHandler
@@ -111,13 +111,39 @@ class WyomingServer:
         self._connections.add(task)
         self.served += 1
         try:
-            await Connection(reader, writer, self.services, self.max_event_bytes).run()
+            if len(self._connections) > self.settings.max_clients:
+                await _turn_away(reader, writer, self.settings.max_clients)
+                return
+            connection = Connection(reader, writer, self.services, self.max_event_bytes)
+            connection.idle_s = self.settings.client_idle_s
+            await connection.run()
         finally:
             self._connections.discard(task)
 
 
 class WyomingUnavailable(TektraError):
     code = "unavailable"
+
+
+async def _turn_away(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, limit: int
+) -> None:
+    message = f"Tektra serves {limit} Wyoming clients at once ([wyoming] max_clients); try again"
+    try:
+        await async_write_event(WyomingRefusal("busy", message).event(), writer)
+        writer.write_eof()
+        # What the client already sent is read and dropped (for a second at most): closing
+        # with it unread would reset the connection, and the client might lose the `busy`.
+        await asyncio.wait_for(_drain(reader), 1.0)
+    except (ConnectionError, asyncio.TimeoutError):
+        pass
+    finally:
+        writer.close()
+
+
+async def _drain(reader: asyncio.StreamReader) -> None:
+    while await reader.read(65_536):
+        pass
 
 
 class Connection(AsyncEventHandler):
@@ -138,6 +164,8 @@ class Connection(AsyncEventHandler):
             (s for s in self.sessions if s.takes >= AUDIO_EVENTS), None
         )
         self.peer = writer.get_extra_info("peername")
+        self.idle_s: float | None = None
+        """Close the connection after this long without an event (None: never)."""
 
     async def run(self) -> None:
         """Read events until the client goes or sends something that is not Wyoming; never
@@ -145,7 +173,11 @@ class Connection(AsyncEventHandler):
         try:
             while True:
                 try:
-                    event = await read_event(self.reader, self.max_event_bytes)
+                    reading = read_event(self.reader, self.max_event_bytes)
+                    event = await asyncio.wait_for(reading, self.idle_s)
+                except asyncio.TimeoutError:
+                    log.info("Wyoming client %s sent nothing for %g s", self.peer, self.idle_s)
+                    break
                 except NOT_WYOMING as exc:
                     log.info("Wyoming client %s sent a malformed event (%s)", self.peer, exc)
                     break

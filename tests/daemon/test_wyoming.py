@@ -343,6 +343,44 @@ def test_wyoming_bench_transcribes_a_corpus_through_tektra_word_for_word(
     assert daemon.stop() == 0
 
 
+async def until_room(port: int) -> None:
+    """Wait until a `ping` gets its `pong` rather than `busy`."""
+    for _ in range(200):
+        reply = await exchange(port, Ping("room?").event())
+        if Pong.is_type(reply.type):
+            return
+        assert Error.from_event(reply).code == "busy"
+        await asyncio.sleep(0.05)
+    raise AssertionError("still busy")
+
+
+async def test_one_client_more_than_max_clients_is_told_busy_and_a_silent_one_is_closed(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    port = free_port()
+    extra = f"[wyoming]\nport = {port}\nmax_clients = 1\nclient_idle_s = 1.0\n"
+    daemon = make_daemon(NO_BROKER, extra=extra)
+    wait_for_port(port)
+    await until_room(port)  # wait_for_port's own connection may still hold the one place
+    async with AsyncTcpClient("127.0.0.1", port) as first:
+        await first.write_event(Ping("1").event())
+        pong = await first.read_event()
+        assert pong is not None and Pong.is_type(pong.type)
+        async with AsyncTcpClient("127.0.0.1", port) as second:
+            busy = await asyncio.wait_for(second.read_event(), 30)
+            assert busy is not None
+            error = Error.from_event(busy)
+            assert (error.code, error.text) == (
+                "busy",
+                "Tektra serves 1 Wyoming clients at once ([wyoming] max_clients); try again",
+            )
+            assert await asyncio.wait_for(second.read_event(), 30) is None
+        # The first one says nothing more: after client_idle_s it is closed.
+        assert await asyncio.wait_for(first.read_event(), 30) is None
+    await until_room(port)  # both gone: there is room again, once the server has seen them go
+    assert daemon.stop() == 0
+
+
 def smollm2_config(tmp: Path, port: int) -> Path:
     config = tmp / "models.toml"
     config.write_text(
