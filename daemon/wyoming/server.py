@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from wyoming.event import Event, async_write_event
@@ -21,6 +22,8 @@ from wyoming.server import AsyncEventHandler
 from daemon.commands import Commands
 from daemon.config.schema import TektraConfig, WyomingSettings
 from daemon.errors import TektraError
+from daemon.events import ErrorRaised
+from daemon.supervisor import backoff_delays
 from daemon.wyoming.asr import AsrService
 from daemon.wyoming.base import AUDIO_EVENTS, ServiceSession, WyomingRefusal, WyomingService
 from daemon.wyoming.handle import HandleService
@@ -43,7 +46,14 @@ def build_server(config: TektraConfig, commands: Commands) -> WyomingServer | No
         AsrService(config.stt, config.audio.vad, settings.max_audio_s),
         HandleService(commands),
     ]
-    return WyomingServer(settings, services, config.daemon.max_request_bytes)
+    assistant = commands.assistant
+
+    def on_problem(problem: str | None) -> None:
+        assistant.set_problem("wyoming", problem)
+        if problem is not None:
+            assistant.bus.publish(ErrorRaised(None, WyomingUnavailable.code, problem))
+
+    return WyomingServer(settings, services, config.daemon.max_request_bytes, on_problem)
 
 
 def describe(services: Sequence[WyomingService]) -> Info:
@@ -60,8 +70,11 @@ class WyomingServer:
         settings: WyomingSettings,
         services: Sequence[WyomingService],
         max_event_bytes: int = 16_777_216,
+        on_problem: Callable[[str | None], None] = lambda _: None,
     ) -> None:
         self.settings = settings
+        self._on_problem = on_problem
+        """Told why the server cannot listen, and None once it can."""
         self.services = list(services)
         self.max_event_bytes = max_event_bytes
         """Largest event (data and payload) a client may send: `[daemon] max_request_bytes`."""
@@ -84,7 +97,9 @@ class WyomingServer:
                 self._accept, self.settings.host, self.settings.port
             )
         except OSError as exc:
-            reason = exc.strerror or str(exc)
+            # asyncio rewords the error ("error while attempting to bind …"); the errno's own
+            # words are the ones a user searches for.
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise WyomingUnavailable(f"Wyoming: cannot listen on {self.address}: {reason}") from exc
         log.info("Wyoming server listening on %s", self.address)
 
@@ -92,7 +107,7 @@ class WyomingServer:
         """Serve until cancelled (binding first if `start` was not called); on the way out every
         connection is ended."""
         if self._server is None:
-            await self.start()
+            await self._bind()
         assert self._server is not None
         try:
             # Not serve_forever(): from Python 3.12 its cancellation waits for every connection.
@@ -104,6 +119,25 @@ class WyomingServer:
                 task.cancel()
             if self._connections:
                 await asyncio.wait(self._connections, timeout=2.0)
+
+    async def _bind(self) -> None:
+        """Bind, retrying with backoff while the port cannot be had (another program holds it):
+        a problem of the daemon's (state `error`) that ends when the port is free, not a crash."""
+        delays = backoff_delays(0.5, 10.0)
+        reported = ""
+        while True:
+            try:
+                await self.start()
+            except WyomingUnavailable as exc:
+                if exc.message != reported:
+                    log.error("%s; retrying", exc.message)
+                    reported = exc.message
+                    self._on_problem(exc.message)
+                await asyncio.sleep(next(delays))
+                continue
+            if reported:
+                self._on_problem(None)
+            return
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

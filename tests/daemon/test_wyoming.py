@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import wave
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from wyoming.asr import Transcribe, Transcript
@@ -378,6 +380,45 @@ async def test_one_client_more_than_max_clients_is_told_busy_and_a_silent_one_is
         # The first one says nothing more: after client_idle_s it is closed.
         assert await asyncio.wait_for(first.read_event(), 30) is None
     await until_room(port)  # both gone: there is room again, once the server has seen them go
+    assert daemon.stop() == 0
+
+
+async def test_a_port_held_by_another_program_is_a_problem_until_it_is_free(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    port = free_port()
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind(("127.0.0.1", port))
+    squatter.listen()
+    daemon = make_daemon(NO_BROKER, extra=f"[wyoming]\nport = {port}\n")
+    watcher = await SocketClient.connect(daemon.socket)
+
+    async def status() -> dict[str, Any]:
+        reply = await watcher.call({"id": "s", "cmd": "status"})
+        result: dict[str, Any] = reply["result"]
+        return result
+
+    for _ in range(400):
+        if "wyoming" in (await status())["problems"]:
+            break
+        await asyncio.sleep(0.05)
+    message = f"Wyoming: cannot listen on 127.0.0.1:{port}: Address already in use"
+    now = await status()
+    assert (now["state"], now["problems"]) == ("error", {"wyoming": message})
+    assert now["wyoming"]["listening"] is False
+    squatter.close()
+
+    for _ in range(600):  # retried with backoff (at most 10 s apart)
+        if (await status())["wyoming"]["listening"]:
+            break
+        await asyncio.sleep(0.05)
+    now = await status()
+    assert (now["state"], now["problems"], now["wyoming"]["listening"]) == ("idle", {}, True)
+    assert Info.from_event(await exchange(port, Describe().event())).asr
+    assert f"{message}; retrying" in daemon.log
+    assert "Traceback" not in daemon.log
+    await watcher.close()
     assert daemon.stop() == 0
 
 
