@@ -1,9 +1,10 @@
 """The Wyoming TCP server: one `Connection` per client, each event routed to a service session.
 
-The wire (JSON header line, optional data and payload) is the `wyoming` library's own reader and
-writer. The listening socket is ours rather than its `AsyncTcpServer`: that one installs its own
-SIGTERM handler (the daemon's composition root owns the signals) and leaves its connection tasks
-unowned, while here the server task owns every connection and ends them when it is stopped.
+Events are the `wyoming` library's, written by its writer and read by `wire.read_event` (its
+reader with the announced sizes bounded). The listening socket is ours rather than the library's
+`AsyncTcpServer`: that one installs its own SIGTERM handler (the daemon's composition root owns
+the signals) and leaves its connection tasks unowned, while here the server task owns every
+connection, bounds their number and idle time, and ends them when it is stopped.
 """
 
 from __future__ import annotations
@@ -139,20 +140,21 @@ class WyomingServer:
                 self._on_problem(None)
             return
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # A task of our own, not the coroutine asyncio would wrap: on Python 3.11 cancelling
+        # that wrapper at shutdown logs a CancelledError traceback from its done-callback.
         self.served += 1
-        try:
-            if len(self._connections) > self.settings.max_clients:
-                await _turn_away(reader, writer, self.settings.max_clients)
-                return
-            connection = Connection(reader, writer, self.services, self.max_event_bytes)
-            connection.idle_s = self.settings.client_idle_s
-            await connection.run()
-        finally:
-            self._connections.discard(task)
+        task = asyncio.create_task(self._serve(reader, writer), name="wyoming client")
+        self._connections.add(task)
+        task.add_done_callback(self._connections.discard)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._connections) > self.settings.max_clients:
+            await _turn_away(reader, writer, self.settings.max_clients)
+            return
+        connection = Connection(reader, writer, self.services, self.max_event_bytes)
+        connection.idle_s = self.settings.client_idle_s
+        await connection.run()
 
 
 class WyomingUnavailable(TektraError):

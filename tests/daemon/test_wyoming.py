@@ -345,13 +345,17 @@ def test_wyoming_bench_transcribes_a_corpus_through_tektra_word_for_word(
     assert daemon.stop() == 0
 
 
-async def until_room(port: int) -> None:
-    """Wait until a `ping` gets its `pong` rather than `busy`."""
+async def room(port: int) -> AsyncTcpClient:
+    """A connected client whose `ping` got its `pong` rather than `busy` (a connection that
+    just closed holds its place until the server has seen it go)."""
     for _ in range(200):
-        reply = await exchange(port, Ping("room?").event())
-        if Pong.is_type(reply.type):
-            return
-        assert Error.from_event(reply).code == "busy"
+        client = AsyncTcpClient("127.0.0.1", port)
+        await client.connect()
+        await client.write_event(Ping("room?").event())
+        reply = await asyncio.wait_for(client.read_event(), 30)
+        if reply is not None and Pong.is_type(reply.type):
+            return client
+        await client.disconnect()
         await asyncio.sleep(0.05)
     raise AssertionError("still busy")
 
@@ -363,11 +367,8 @@ async def test_one_client_more_than_max_clients_is_told_busy_and_a_silent_one_is
     extra = f"[wyoming]\nport = {port}\nmax_clients = 1\nclient_idle_s = 1.0\n"
     daemon = make_daemon(NO_BROKER, extra=extra)
     wait_for_port(port)
-    await until_room(port)  # wait_for_port's own connection may still hold the one place
-    async with AsyncTcpClient("127.0.0.1", port) as first:
-        await first.write_event(Ping("1").event())
-        pong = await first.read_event()
-        assert pong is not None and Pong.is_type(pong.type)
+    first = await room(port)
+    try:
         async with AsyncTcpClient("127.0.0.1", port) as second:
             busy = await asyncio.wait_for(second.read_event(), 30)
             assert busy is not None
@@ -379,7 +380,9 @@ async def test_one_client_more_than_max_clients_is_told_busy_and_a_silent_one_is
             assert await asyncio.wait_for(second.read_event(), 30) is None
         # The first one says nothing more: after client_idle_s it is closed.
         assert await asyncio.wait_for(first.read_event(), 30) is None
-    await until_room(port)  # both gone: there is room again, once the server has seen them go
+    finally:
+        await first.disconnect()
+    await (await room(port)).disconnect()  # both gone: there is room again
     assert daemon.stop() == 0
 
 
@@ -420,6 +423,21 @@ async def test_a_port_held_by_another_program_is_a_problem_until_it_is_free(
     assert "Traceback" not in daemon.log
     await watcher.close()
     assert daemon.stop() == 0
+
+
+async def test_the_daemon_stops_cleanly_with_a_wyoming_client_mid_stream(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    daemon, port = wyoming_daemon(make_daemon)
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+        await client.write_event(AudioChunk(16000, 2, 1, bytes(3200)).event())
+        await client.write_event(Ping("up").event())
+        pong = await asyncio.wait_for(client.read_event(), 60)
+        assert pong is not None and Pong.is_type(pong.type)
+        assert await asyncio.to_thread(daemon.stop) == 0
+        assert await asyncio.wait_for(client.read_event(), 30) is None  # the server hung up
+    assert "Traceback" not in daemon.log
 
 
 def smollm2_config(tmp: Path, port: int) -> Path:
