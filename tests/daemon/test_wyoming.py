@@ -31,7 +31,14 @@ from daemon.wyoming.asr import AsrService
 from daemon.wyoming.base import WyomingRefusal
 from pipelines.wake import normalise
 from tests.conftest import SMOLLM2_SOURCE
-from tests.daemon.conftest import ROOT, Daemon, SocketClient, free_port, wait_for_port
+from tests.daemon.conftest import (
+    ROOT,
+    Daemon,
+    SocketClient,
+    echo_config,
+    free_port,
+    wait_for_port,
+)
 
 AUDIO = ROOT / "fixtures" / "audio"
 MANIFEST = json.loads((AUDIO / "manifest.json").read_text())
@@ -438,6 +445,29 @@ async def test_the_daemon_stops_cleanly_with_a_wyoming_client_mid_stream(
         assert await asyncio.to_thread(daemon.stop) == 0
         assert await asyncio.wait_for(client.read_event(), 30) is None  # the server hung up
     assert "Traceback" not in daemon.log
+
+
+async def test_an_answer_that_fails_is_not_handled_with_the_reason(
+    short_dir: Path, plugin_site: Path
+) -> None:
+    port = free_port()
+    config = short_dir / "models.toml"
+    text = echo_config(short_dir / "t.sock", NO_BROKER, extra=f"[wyoming]\nport = {port}\n")
+    config.write_text(text.replace("chunk_delay_s = 0.0", "chunk_delay_s = 0.0\nfail_load = true"))
+    daemon = Daemon(config, short_dir / "t.sock", plugin_site)
+    daemon.start()
+    try:
+        wait_for_port(port)
+        reply = await exchange(port, Transcript("hello", context={"conversation_id": "c"}).event())
+        assert NotHandled.is_type(reply.type), reply
+        not_handled = NotHandled.from_event(reply)
+        assert not_handled.context == {"conversation_id": "c"}
+        assert not_handled.text == (
+            "no backend could answer with model 'echo': recorder: cannot load model 'echo': "
+            "engine refused"
+        )
+    finally:
+        assert daemon.stop() == 0
 
 
 def smollm2_config(tmp: Path, port: int) -> Path:
