@@ -19,6 +19,7 @@ from wyoming.event import Event
 from wyoming.info import AsrModel, AsrProgram, Attribution, Info
 
 from daemon.config.schema import ModelSource, SttSettings, VadSettings
+from daemon.errors import TektraError
 from daemon.ha_discovery import support_url, tektra_version
 from daemon.wyoming.base import Send, WyomingRefusal
 from daemon.wyoming.speculation import StreamTranscription
@@ -133,7 +134,13 @@ class _Stream:
 
 
 class AsrSession:
-    """One connection's transcription: its language and the audio stream it is sending."""
+    """One connection's transcription: its language and the audio stream it is sending.
+
+    Every `audio-stop` is answered once: a `transcript`, or an error that ends the connection.
+    Home Assistant's speech-to-text reads nothing but a transcript and would wait on forever;
+    a closed connection it reports as a failed transcription. A mistake found while the audio
+    arrives is reported at once, and its remaining chunks are dropped until `audio-stop`.
+    """
 
     takes = frozenset({"transcribe", "audio-start", "audio-chunk", "audio-stop"})
     opens_audio = frozenset({"transcribe"})
@@ -142,8 +149,8 @@ class AsrSession:
         self.service = service
         self.language: str | None = service.settings.language
         self.stream: _Stream | None = None
-        self.dropping = False
-        """A refused stream: its remaining chunks are dropped quietly until `audio-stop`."""
+        self.refused: WyomingRefusal | None = None
+        """Why the stream being sent was refused; its chunks are dropped until `audio-stop`."""
 
     async def on_event(self, event: Event, send: Send) -> None:
         if Transcribe.is_type(event.type):
@@ -156,7 +163,7 @@ class AsrSession:
             await self._stop(send)
 
     def close(self) -> None:
-        self._drop(dropping=False)
+        self._end(None)
 
     def _language(self, asked: object) -> str | None:
         configured = self.service.settings.language
@@ -167,67 +174,66 @@ class AsrSession:
             raise WyomingRefusal("bad_request", f"transcribe: unknown language '{shown}'")
         return asked
 
-    def _drop(self, *, dropping: bool) -> None:
+    def _end(self, refusal: WyomingRefusal | None) -> None:
+        """End the stream being received; with a refusal, its chunks are dropped from now."""
         if self.stream is not None:
             self.stream.transcription.close()
-        self.stream, self.dropping = None, dropping
+        self.stream, self.refused = None, refusal
+
+    def _refuse(self, code: str, message: str) -> WyomingRefusal:
+        refusal = WyomingRefusal(code, message)
+        self._end(refusal)
+        return refusal
 
     async def _start(self, event: Event) -> None:
-        self._drop(dropping=True)  # until this stream is accepted
+        self._end(None)
         try:
             start = AudioStart.from_event(event)
         except (KeyError, TypeError) as exc:
-            raise WyomingRefusal(
-                "bad_audio", "audio-start needs `rate`, `width` and `channels`"
-            ) from exc
-        _check_format(start.rate, start.width, start.channels)
+            message = "audio-start needs `rate`, `width` and `channels`"
+            raise self._refuse("bad_audio", message) from exc
+        problem = _format_problem(start.rate, start.width, start.channels)
+        if problem:
+            raise self._refuse("bad_audio", problem)
         converter = AudioChunkConverter(rate=RATE, width=2, channels=1)
-        transcription = await self.service.transcription(self.language)
-        self.stream, self.dropping = _Stream(start, converter, transcription), False
+        try:
+            transcription = await self.service.transcription(self.language)
+        except TektraError as exc:  # no Whisper model (stt_unavailable)
+            raise self._refuse(exc.code, exc.message) from exc
+        self.stream = _Stream(start, converter, transcription)
 
     async def _chunk(self, event: Event) -> None:
-        if self.dropping:
+        if self.refused is not None:
             return
         stream = self.stream
         if stream is None:
-            self.dropping = True  # one error for the stream, not one per chunk
-            raise WyomingRefusal("no_audio_start", "audio-chunk before audio-start")
+            raise self._refuse("no_audio_start", "audio-chunk before audio-start")
         try:
             chunk = AudioChunk.from_event(event)
         except (KeyError, TypeError) as exc:
-            self._refuse()
-            raise WyomingRefusal(
-                "bad_audio", "audio-chunk needs `rate`, `width` and `channels`"
-            ) from exc
+            message = "audio-chunk needs `rate`, `width` and `channels`"
+            raise self._refuse("bad_audio", message) from exc
         begun = (stream.start.rate, stream.start.width, stream.start.channels)
         if (chunk.rate, chunk.width, chunk.channels) != begun:
-            self._refuse()
-            raise WyomingRefusal(
-                "bad_audio",
-                f"an audio-chunk of {_shape(chunk.rate, chunk.width, chunk.channels)} in a "
-                f"stream begun as {_shape(*begun)}",
-            )
+            shape = _shape(chunk.rate, chunk.width, chunk.channels)
+            message = f"an audio-chunk of {shape} in a stream begun as {_shape(*begun)}"
+            raise self._refuse("bad_audio", message)
         if len(chunk.audio) % (chunk.width * chunk.channels):
-            self._refuse()
-            raise WyomingRefusal("bad_audio", "an audio-chunk holds a partial sample")
+            raise self._refuse("bad_audio", "an audio-chunk holds a partial sample")
         samples = stream.transcription.samples
         if samples + chunk.samples * RATE // chunk.rate > self.service.max_samples:
-            self._refuse()
             limit = self.service.max_samples / RATE
-            raise WyomingRefusal("too_long", f"the audio is longer than {limit:g} s")
+            raise self._refuse("too_long", f"the audio is longer than {limit:g} s")
         pcm = stream.converter.convert(chunk).audio
         await stream.transcription.feed(pcm_to_float(pcm))
 
-    def _refuse(self) -> None:
-        self._drop(dropping=True)
-
     async def _stop(self, send: Send) -> None:
-        stream, dropping = self.stream, self.dropping
-        self.stream, self.dropping = None, False
-        if dropping:
-            return  # the stream was refused; its error is already sent
+        stream, refused = self.stream, self.refused
+        self.stream, self.refused = None, None
+        if refused is not None:
+            raise WyomingRefusal(refused.code, f"no transcript: {refused.message}", final=True)
         if stream is None:
-            raise WyomingRefusal("no_audio_start", "audio-stop before audio-start")
+            raise WyomingRefusal("no_audio_start", "audio-stop before audio-start", final=True)
         transcription = stream.transcription
         if not transcription.samples:
             await send(Transcript(text="", language=self.language).event())
@@ -236,7 +242,8 @@ class AsrSession:
             heard = await transcription.finish()
         except (RuntimeError, ValueError, OSError) as exc:
             log.exception("Wyoming speech-to-text failed")
-            raise WyomingRefusal("stt_failed", f"speech-to-text failed: {exc}") from exc
+            message = f"speech-to-text failed: {exc}"
+            raise WyomingRefusal("stt_failed", message, final=True) from exc
         finally:
             transcription.close()
         seconds = transcription.samples / RATE
@@ -246,15 +253,15 @@ class AsrSession:
         await send(Transcript(text=heard.text, language=heard.language).event())
 
 
-def _check_format(rate: object, width: object, channels: object) -> None:
-    if not (isinstance(rate, int) and MIN_RATE <= rate <= MAX_RATE):
-        raise WyomingRefusal(
-            "bad_audio", f"unsupported sample rate {rate!r} (from {MIN_RATE} to {MAX_RATE} Hz)"
-        )
-    if width not in WIDTHS or isinstance(width, bool):
-        raise WyomingRefusal("bad_audio", f"unsupported sample width {width!r} (1, 2 or 4 bytes)")
-    if channels not in (1, 2) or isinstance(channels, bool):
-        raise WyomingRefusal("bad_audio", f"unsupported channel count {channels!r} (1 or 2)")
+def _format_problem(rate: object, width: object, channels: object) -> str:
+    """What is wrong with an audio format, or "" when Tektra takes it."""
+    if isinstance(rate, bool) or not isinstance(rate, int) or not MIN_RATE <= rate <= MAX_RATE:
+        return f"unsupported sample rate {rate!r} (from {MIN_RATE} to {MAX_RATE} Hz)"
+    if isinstance(width, bool) or width not in WIDTHS:
+        return f"unsupported sample width {width!r} (1, 2 or 4 bytes)"
+    if isinstance(channels, bool) or channels not in (1, 2):
+        return f"unsupported channel count {channels!r} (1 or 2)"
+    return ""
 
 
 def _shape(rate: int, width: int, channels: int) -> str:

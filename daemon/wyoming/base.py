@@ -55,9 +55,12 @@ class ServiceSession(Protocol):
 class WyomingRefusal(TektraError):
     """A client's mistake in Wyoming terms, sent back as an `error` event with `code`."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, final: bool = False) -> None:
         super().__init__(message)
         self.code = code
+        self.final = final
+        """The connection ends after the error: the client waits for an answer that no
+        longer comes, and reads nothing else (Home Assistant's speech-to-text)."""
 
     def event(self) -> Event:
         return Error(text=self.message, code=self.code).event()

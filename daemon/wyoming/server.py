@@ -236,7 +236,7 @@ class Connection(AsyncEventHandler):
             await self._route(event)
         except WyomingRefusal as exc:
             log.info("Wyoming client %s: %s [%s]", self.peer, exc.message, exc.code)
-            return await self._send(exc.event())
+            return await self._send(exc.event()) and not exc.final
         except ConnectionError:
             return False
         except TektraError as exc:
