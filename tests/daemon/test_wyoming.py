@@ -27,6 +27,7 @@ from wyoming.handle import Handled, NotHandled
 from wyoming.info import Describe, Info
 from wyoming.ping import Ping, Pong
 
+from daemon.config.load import check_text
 from daemon.config.schema import SttSettings, VadSettings
 from daemon.wyoming.asr import AsrService
 from daemon.wyoming.base import WyomingRefusal
@@ -549,3 +550,23 @@ async def test_transcribe_picks_a_language_only_when_stt_names_none() -> None:
     await english.on_event(Transcribe(language="de").event(), send)
     assert english.language == "en"  # tiny.en knows no other
     assert sent == []
+
+
+def test_wyoming_settings_are_checked_with_every_error_in_one_pass(tmp_path: Path) -> None:
+    models = f'[[models]]\nid = "m"\nsource = {SMOLLM2_SOURCE}\n'
+    wrong = '[wyoming]\nport = 0\nhost = "tcp://0.0.0.0"\nmax_audio_s = "long"\nmax_client = 2\n'
+    config, issues = check_text(wrong + models, tmp_path)
+    assert config is None
+    assert [str(issue) for issue in issues] == [
+        "wyoming.port: must be at least 1 (got 0)",
+        "wyoming.host: must be an address such as 127.0.0.1 or 0.0.0.0 (got 'tcp://0.0.0.0')",
+        "wyoming.max_audio_s: expected a number, got string 'long'",
+        "wyoming.max_client: unknown key (did you mean 'max_clients'?)",
+    ]
+    config, issues = check_text('[wyoming]\nport = 10700\nhost = "::1"\n' + models, tmp_path)
+    assert issues == [] and config is not None
+    assert (config.wyoming.port, config.wyoming.host, config.wyoming.max_clients) == (
+        10700,
+        "::1",
+        16,
+    )
