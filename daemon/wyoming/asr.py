@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
@@ -92,6 +93,7 @@ class AsrService:
 
     async def transcription(self, language: str | None) -> StreamTranscription:
         """A new stream's transcription, with the models it needs loaded (off the loop)."""
+        began = time.monotonic()
         transcriber = await self.transcriber(language)
         vad: SileroVad | None = None
         if self.settings.speculative:
@@ -102,6 +104,7 @@ class AsrService:
             vad,
             threshold=self.vad_threshold,
             partial_interval_ms=self.settings.partial_interval_ms,
+            began=began,
         )
 
 

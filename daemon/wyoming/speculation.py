@@ -45,6 +45,7 @@ class StreamTranscription:
         threshold: float,
         partial_interval_ms: int,
         clock: Callable[[], float] = time.monotonic,
+        began: float | None = None,
     ) -> None:
         self.transcriber = transcriber
         self.decoding = decoding
@@ -63,7 +64,9 @@ class StreamTranscription:
         self.reused = False
         """The transcript came from a partial: no recognition ran after the stream ended."""
         self._clock = clock
-        self._began = clock()
+        self._began = clock() if began is None else began
+        """When the stream began (`audio-start` arrived), on `clock`: the models may have been
+        loading since, with the audio waiting."""
 
     async def feed(self, audio: Samples) -> None:
         """Take 16 kHz mono samples; start a partial transcription when one is due."""
