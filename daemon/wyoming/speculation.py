@@ -83,12 +83,10 @@ class StreamTranscription:
             if probability >= self.threshold:
                 self.voiced_end = self.scored
         live = self.samples / RATE - (self._clock() - self._began) <= AHEAD_S
-        silence = self.samples - self.voiced_end
-        if (
-            live
-            and self.voiced_end
-            and self.speculation.due(self.samples, self.voiced_end, silence)
-        ):
+        spec, voiced = self.speculation, self.voiced_end
+        # Nothing said since the newest partial: another one would only hear more silence.
+        fresh = voiced > (spec.partials[-1].covered if spec.partials else 0)
+        if live and fresh and spec.due(self.samples, voiced, self.samples - voiced):
             self.speculation.start(self.samples)
             self.partial = asyncio.create_task(
                 self._partial(self.audio()), name="tektra-wyoming-partial"
@@ -107,10 +105,11 @@ class StreamTranscription:
     async def finish(self) -> Recognition:
         """The transcript of the whole stream: the newest partial when it heard every voiced
         sample (waiting for it when it is in flight and will have), else one run now."""
-        spec = self.speculation
-        if self.partial is not None and (spec.started_at or 0) >= self.voiced_end:
+        spec, voiced = self.speculation, self.voiced_end
+        text = spec.final_text(voiced) if voiced else None
+        if text is None and self.partial is not None and (spec.started_at or 0) >= voiced > 0:
             await self.settled()
-        text = spec.final_text(self.voiced_end) if self.voiced_end else None
+            text = spec.final_text(voiced)
         if text is not None:
             self.reused = True
             return Recognition(text, self.transcriber.settings.language or "en")
