@@ -36,6 +36,7 @@ from daemon.socket_server import SocketServer, socket_path
 from daemon.speech.speaker import Speaker
 from daemon.supervisor import Supervisor
 from daemon.voice import VoiceBridge, VoiceHost
+from daemon.wyoming import build_server
 
 log = logging.getLogger("tektra")
 
@@ -76,6 +77,7 @@ class Service:
         self.socket = SocketServer(
             socket_path(config.daemon), config.daemon, self.commands, self.bus
         )
+        self.wyoming = build_server(config, self.commands)  # None without [wyoming] port
         self.broker: EmbeddedBroker | None = None
         self._stop = asyncio.Event()
         self._forced = asyncio.Event()
@@ -126,6 +128,8 @@ class Service:
             self.supervisor.spawn("speech", self.speaker.run)
         await self.socket.start()
         self.supervisor.spawn("socket", self.socket.run)
+        if self.wyoming is not None:
+            self.supervisor.spawn("wyoming", self.wyoming.run)
         interval = watchdog_interval_s()
         if interval is not None:
             self.supervisor.spawn("watchdog", lambda: feed_watchdog(self.notifier, interval))
@@ -182,6 +186,7 @@ class Service:
                 await self._unless_forced(self.assistant.wait_idle(STEP_S))
         await self.supervisor.stop("socket", 2 * STEP_S)  # its farewell lines take up to 1 s
         self.socket.path.unlink(missing_ok=True)  # whatever became of the task serving it
+        await self.supervisor.stop("wyoming", 2 * STEP_S)
         if self.link is not None:
             self.link.stop()  # flushes what it can, then publishes `offline`
             await self.supervisor.finish("mqtt", 2 * STEP_S)
@@ -248,6 +253,8 @@ class Service:
     def _links(self) -> dict[str, Any]:
         links: dict[str, Any] = {"socket": self.socket.status()}
         links.update(self.link.status() if self.link is not None else {"mqtt": None})
+        if self.wyoming is not None:
+            links["wyoming"] = self.wyoming.status()
         return links
 
 

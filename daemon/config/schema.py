@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Capability = Literal["text", "image", "audio", "video"]
 TemplateName = Literal["auto", "gemma", "llama3", "mistral", "chatml", "qwen", "phi"]
@@ -270,6 +270,30 @@ class BackendsSettings(Section):
         return bool(table.get("enabled", True)) if isinstance(table, dict) else True
 
 
+class WyomingSettings(Section):
+    """Home Assistant's Wyoming protocol: speech-to-text and the conversation agent."""
+
+    port: int | None = Field(None, ge=1, le=65_535)
+    """TCP port of the Wyoming server; no server when unset (Home Assistant's add-ons use
+    10300 for speech-to-text, 10200 for text-to-speech, 10400 for wake words)."""
+    host: str = "127.0.0.1"
+    """Address it listens on: loopback by default (private); `0.0.0.0` lets Home Assistant on
+    another machine in, and anyone else who can reach the port."""
+    max_audio_s: float = Field(60.0, gt=0.0, le=600.0)
+    """Longest audio one transcription takes; a longer stream is refused with `too_long`."""
+    max_clients: int = Field(16, ge=1, le=10_000)
+    """Wyoming connections served at once; one more is told `busy` and disconnected."""
+    client_idle_s: float = Field(120.0, gt=0.0, le=86_400.0)
+    """A connection that sends nothing for this long (and waits for no answer) is closed."""
+
+    @field_validator("host")
+    @classmethod
+    def _an_address(cls, host: str) -> str:
+        if not host or any(c.isspace() or c == "/" for c in host):
+            raise ValueError(f"must be an address such as 127.0.0.1 or 0.0.0.0 (got {host!r})")
+        return host
+
+
 class MediaSettings(Section):
     """Limits and shaping for images and clips sent with a query."""
 
@@ -386,6 +410,7 @@ class TektraConfig(Section):
     memory_limits: MemoryLimits = MemoryLimits()
     media: MediaSettings = MediaSettings()
     metrics: MetricsSettings = MetricsSettings()
+    wyoming: WyomingSettings = WyomingSettings()
 
     def model(self, model_id: str) -> ModelEntry | None:
         return next((m for m in self.models if m.id == model_id), None)
