@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +84,9 @@ class Assistant:
         """The one record of mute; whoever applies it (the microphone) listens in `on_muted`."""
         self.on_muted: list[Callable[[bool], None]] = []
         self.answers = 0
+        self.intents: Callable[[RequestId, str], Awaitable[str | None]] | None = None
+        """Asked first with a text-only request: its reply (the request was carried out, e.g. a
+        light switched) or None (the model answers). Set by the service (`daemon.intents`)."""
         self._lock = asyncio.Lock()  # one answer (or reload) at a time
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -188,6 +191,10 @@ class Assistant:
             self.bus.publish(TranscriptReady(request_id, transcript))
         self.set_state("thinking")
         started = time.monotonic()
+        if self.intents is not None and not (query.images or query.audio or query.video):
+            said = await self.intents(request_id, query.text)
+            if said is not None:
+                return self._intent_done(request_id, said, on_chunk, started)
         first: float | None = None
         seq = 0
         answer = self.manager.answer(query)
@@ -219,6 +226,19 @@ class Assistant:
         )
         self.answers += 1
         return done
+
+    def _intent_done(
+        self, request_id: RequestId, said: str, on_chunk: ChunkSink | None, started: float
+    ) -> ResponseDone:
+        """The response of a request carried out without the model: one chunk, no tokens."""
+        self.set_state("responding")
+        self.bus.publish(ResponseChunk(request_id, 0, said))
+        if on_chunk is not None:
+            on_chunk(said)
+        self.answers += 1
+        total = round((time.monotonic() - started) * 1000, 1)
+        timings = {"first_chunk": total, "total": total}
+        return ResponseDone(request_id, said, "intents", "intents", "intent", 0, 0, timings)
 
     # --- models and configuration ------------------------------------------------------------
 

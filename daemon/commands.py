@@ -139,10 +139,12 @@ class Commands:
         *,
         voice: VoiceControl | None = None,
         links: Callable[[], dict[str, Any]] | None = None,
+        entities: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.assistant = assistant
         self.voice = voice
         self._links = links or dict
+        self._entities = entities or list
         self._started = time.monotonic()
 
     @property
@@ -301,6 +303,9 @@ class Commands:
             **self._links(),
         }
 
+    async def _list_entities(self, _: NoArgs, __: Call) -> Result:
+        return {"entities": self._entities()}
+
     async def _models(self, _: NoArgs, __: Call) -> Result:
         return {"models": [asdict(m) for m in await self.assistant.manager.list_models()]}
 
@@ -391,5 +396,6 @@ COMMANDS: dict[str, Command[Any]] = {
     "unmute": Command(NoArgs, Commands._unmute),
     "microphone": Command(MicrophoneArgs, Commands._microphone, plain=plain_switch),
     "new_conversation": Command(NewConversationArgs, Commands._new_conversation),
+    "entities": Command(NoArgs, Commands._list_entities),
 }
 """Every command the daemon knows, by the name the socket's `cmd` and MQTT's topic give it."""

@@ -42,6 +42,7 @@ from daemon.events import (
     new_request_id,
 )
 from daemon.ha_discovery import discovery_payload, discovery_topic
+from daemon.intents.engine import IntentHandled
 from daemon.outbox import Outbox, Outgoing
 from daemon.protocol import Request
 from daemon.retained import RetainedTopics
@@ -200,6 +201,8 @@ class MqttLink:
         if isinstance(event, ResponseDone | TranscriptReady | ErrorRaised):
             topic = {"response": "response", "transcript": "transcript", "error": "error"}
             return [self._json(topic[event.kind], event)]
+        if isinstance(event, IntentHandled):
+            return [self._json("intent", event)]
         if isinstance(event, ModelChanged):
             return [Outgoing(f"{self.base}/model", event.model.encode(), qos, True, keep=False)]
         return []

@@ -20,6 +20,7 @@ from daemon.config.schema import TektraConfig
 from daemon.embedded_broker import EmbeddedBroker
 from daemon.errors import ConfigError, TektraError
 from daemon.events import ErrorRaised, EventBus
+from daemon.home.home import Home
 from daemon.mqtt import MqttLink
 from daemon.sd_notify import Notifier, feed_watchdog, watchdog_interval_s
 from daemon.socket_server import SocketServer, socket_path
@@ -47,7 +48,11 @@ class Service:
         self.bridge = VoiceBridge(self.assistant)
         self.voice = VoiceHost(config, self.bridge, self.supervisor.spawn)
         self.link: MqttLink | None = None
-        self.commands = Commands(self.assistant, voice=self.voice, links=self._links)
+        self.home = Home(config, self.bus)
+        self.assistant.intents = self.home.answer
+        self.commands = Commands(
+            self.assistant, voice=self.voice, links=self._links, entities=self.home.listing
+        )
         self.socket = SocketServer(
             socket_path(config.daemon), config.daemon, self.commands, self.bus
         )
@@ -82,6 +87,7 @@ class Service:
                 await link.check_node_free()
             self.link = link
             self.supervisor.spawn("mqtt", self.link.run)
+            self.supervisor.spawn("home", self.home.run)
         await self.socket.start()
         self.supervisor.spawn("socket", self.socket.run)
         interval = watchdog_interval_s()
@@ -127,6 +133,7 @@ class Service:
             self.link.stop()
             await self.supervisor.finish("mqtt", 1.5)
         await self.supervisor.stop_all(1.0)
+        self.home.close()
         await self.assistant.close()
         if self.broker is not None:
             await self.broker.stop()
