@@ -182,6 +182,11 @@ class Handlers:
                 lines.append(f"The {entity.name} is unavailable.")
             elif entity.state is None:
                 lines.append(f"I haven't heard the state of the {entity.name} yet.")
+            elif isinstance(match.slots.get("state"), str) and len(targets) == 1:
+                # "Is the front door locked?" gets its yes or no, then the state that says so.
+                yes = entity.state == match.slots["state"]
+                said = f"The {entity.name} is {_state_words(entity)}."
+                lines.append(f"{'Yes' if yes else 'No'}, {said[0].lower()}{said[1:]}")
             else:
                 lines.append(f"The {entity.name} is {_state_words(entity)}.")
         success = all(e.available and e.state is not None for e in targets)

@@ -5,6 +5,7 @@ the socket and MQTT; what was published, what was said, and the intent events.""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import subprocess
 from collections.abc import AsyncIterator, Callable
@@ -26,7 +27,15 @@ from tests.daemon.conftest import (
     free_port,
     listening,
 )
-from tests.daemon.devices import Device, running, z2m_light
+from tests.daemon.devices import (
+    Device,
+    front_door,
+    garage_door,
+    publish,
+    running,
+    tasmota_switch,
+    z2m_light,
+)
 
 BASE = "tektra/testnode"
 
@@ -158,3 +167,181 @@ async def test_turn_on_the_kitchen_light_switches_it_and_says_so(start_home: Sta
         "speech": "Turned on the kitchen light.",
         "published": [{"topic": "zigbee2mqtt/Kitchen Light/set", "payload": '{"state":"ON"}'}],
     }
+
+
+async def test_set_the_bedroom_light_to_30_percent_sends_its_own_brightness_scale(
+    start_home: StartHome,
+) -> None:
+    home = start_home()
+    light = z2m_light("Bedroom Light", "0x000b57fffec6a5b3", area="bedroom")
+    async with home_with(home, light):
+        await until_known(home.daemon, {BEDROOM: "off"})
+        reply = await ask(home.daemon, "set the bedroom light to 30 percent")
+        assert reply["result"]["text"] == "Set the bedroom light to 30 percent."
+        # Zigbee2MQTT's scale is 0-254: 30 percent of it.
+        assert light.commands == [
+            ("zigbee2mqtt/Bedroom Light/set", '{"state":"ON","brightness":76}')
+        ]
+        await until_known(home.daemon, {BEDROOM: "on"})
+        known = await entities(home.daemon)
+    assert known[BEDROOM]["state"] == "on"
+
+
+async def test_is_the_front_door_locked_is_answered_from_the_lock_s_own_state(
+    start_home: StartHome,
+) -> None:
+    home = start_home()
+    door = front_door()
+    async with home_with(home, door):
+        await until_known(home.daemon, {LOCK: "locked", TEMPERATURE: "19.5"})
+        locked = await ask(home.daemon, "is the front door locked")
+        temperature = await ask(home.daemon, "what is the front door temperature")
+        opened = await ask(home.daemon, "unlock the front door")
+        await until_known(home.daemon, {LOCK: "unlocked"})
+        again = await ask(home.daemon, "is the front door locked")
+    assert locked["result"]["text"] == "Yes, the front door is locked."
+    assert temperature["result"]["text"] == "The front door temperature is 19.5°C."
+    assert opened["result"]["text"] == "Unlocked the front door."
+    assert door.commands == [("frontdoor/lock/set", "UNLOCK")]
+    assert again["result"]["text"] == "No, the front door is unlocked."
+
+
+async def test_what_time_is_it_is_the_clock_s_time_not_the_model_s(start_home: StartHome) -> None:
+    home = start_home()
+    before = datetime.datetime.now()
+    reply = await ask(home.daemon, "what time is it")
+    after = datetime.datetime.now()
+    said = {f"It's {t:%H:%M}." for t in (before, after)}
+    assert reply["result"]["text"] in said
+    assert (reply["result"]["model"], reply["result"]["backend"]) == ("intents", "intents")
+
+
+async def test_an_unknown_device_gets_an_honest_reply_and_nothing_is_published(
+    start_home: StartHome,
+) -> None:
+    home = start_home()
+    light = z2m_light("Kitchen Light", "0x000b57fffec6a5b2", area="kitchen")
+    plug = tasmota_switch("Coffee Maker", "AABBCCDDEEFF")
+    async with home_with(home, light, plug) as mqtt:
+        await until_known(home.daemon, {KITCHEN: "off", COFFEE: "off"})
+        reply = await ask(home.daemon, "turn on the kitchen heater", "heater")
+        event = await mqtt.wait_for(lambda m: m.topic == f"{BASE}/intent")
+        # A request after it that does publish: had the first published, it would show first.
+        await ask(home.daemon, "turn on the coffee maker")
+        await until_known(home.daemon, {COFFEE: "on"})
+    assert reply["result"]["text"] == "I don't know a device called kitchen heater."
+    assert light.commands == []
+    assert plug.commands == [("tasmota_DDEEFF/cmnd/POWER", "ON")]
+    assert event.json() == {
+        "id": "heater",
+        "text": "turn on the kitchen heater",
+        "intent": "HassTurnOn",
+        "slots": {"name": "kitchen heater"},
+        "entities": [],
+        "result": {
+            "success": False,
+            "code": "no_entity",
+            "speech": "I don't know a device called kitchen heater.",
+            "published": [],
+        },
+    }
+
+
+async def test_a_device_that_went_unavailable_is_reported_as_such(start_home: StartHome) -> None:
+    home = start_home()
+    plug = tasmota_switch("Coffee Maker", "AABBCCDDEEFF")
+    async with home_with(home, plug):
+        await until_known(home.daemon, {COFFEE: "off"})
+        await publish(home.client(), "tasmota_DDEEFF/tele/LWT", "Offline")  # its last will
+        await until_unavailable(home.daemon, COFFEE)
+        reply = await ask(home.daemon, "turn on the coffee maker")
+        state = await ask(home.daemon, "is the coffee maker on")
+    assert reply["result"]["text"] == (
+        "The coffee maker is unavailable, so I didn't change anything."
+    )
+    assert state["result"]["text"] == "The coffee maker is unavailable."
+    assert plug.commands == []
+
+
+async def until_unavailable(daemon: Daemon, entity_id: str, timeout_s: float = 20.0) -> None:
+    async def look() -> None:
+        while (await entities(daemon))[entity_id]["available"]:  # noqa: ASYNC110 (another process)
+            await asyncio.sleep(0.1)
+
+    await asyncio.wait_for(look(), timeout_s)
+
+
+async def test_a_two_second_timer_fires_and_is_announced(start_home: StartHome) -> None:
+    home = start_home()
+    async with listening(home.broker, [f"{BASE}/response"]) as mqtt:
+        reply = await ask(home.daemon, "set a timer for 2 seconds")
+        assert reply["result"]["text"] == "Timer set for 2 seconds."
+        status = await ask(home.daemon, "how much time is left on my timer")
+        assert status["result"]["text"].startswith("The 2 second timer has ")
+        done = await mqtt.wait_for(
+            lambda m: m.topic == f"{BASE}/response" and m.json()["id"].startswith("timer-")
+        )
+    assert done.json()["text"] == "Your 2 second timer is done."
+
+
+async def test_covers_open_to_a_position_and_say_how_open_they_are(start_home: StartHome) -> None:
+    home = start_home()
+    door = garage_door()
+    async with home_with(home, door):
+        await until_known(home.daemon, {GARAGE: "closed"})
+        opened = await ask(home.daemon, "set the garage door to 50 percent")
+        await until_known(home.daemon, {GARAGE: "open"})
+        state = await ask(home.daemon, "is the garage door open")
+        closed = await ask(home.daemon, "close the garage door")
+    assert opened["result"]["text"] == "Set the garage door to 50 percent open."
+    assert state["result"]["text"] == "Yes, the garage door is open (50 percent)."
+    assert closed["result"]["text"] == "Closed the garage door."
+    assert door.commands == [("garage/door/position/set", "50"), ("garage/door/set", "CLOSE")]
+
+
+PORCH = """
+[[entities]]
+name = "porch light"
+aliases = ["front light"]
+area = "porch"
+domain = "light"
+command_topic = "porch/light/set"
+state_topic = "porch/light/state"
+"""
+
+
+def porch_light() -> Device:
+    """A plain MQTT relay without discovery: ON/OFF in, ON/OFF out."""
+    return Device(
+        "porch light",
+        [("porch/light/state", "OFF")],
+        {"porch/light/set": lambda payload: [("porch/light/state", payload)]},
+    )
+
+
+async def test_entities_from_models_toml_work_the_same_way(start_home: StartHome) -> None:
+    home = start_home(PORCH)
+    light = porch_light()
+    async with home_with(home, light):
+        await until_known(home.daemon, {"light.porch_light": "off"})
+        reply = await ask(home.daemon, "turn on the front light")
+        await until_known(home.daemon, {"light.porch_light": "on"})
+    assert reply["result"]["text"] == "Turned on the front light."
+    assert light.commands == [("porch/light/set", "ON")]
+
+
+async def test_tektra_entities_lists_each_device_with_where_it_came_from(
+    start_home: StartHome,
+) -> None:
+    home = start_home(PORCH)
+    async with home_with(home, z2m_light("Kitchen Light", "0x000b57fffec6a5b2", area="kitchen")):
+        await until_known(home.daemon, {KITCHEN: "off"})
+        listed = await asyncio.to_thread(tektra, home.daemon, "entities")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == [
+        "ID                   NAME                      AREA     STATE  ORIGIN       SOURCE",
+        "light.porch_light    porch light, front light  porch    ?      models.toml  "
+        "[[entities]] #1",
+        "light.kitchen_light  Kitchen Light             kitchen  off    discovery    "
+        "homeassistant/light/0x000b57fffec6a5b2/light/config",
+    ]
