@@ -14,8 +14,10 @@ from typing import Any
 from hassil import Intents, recognize_best
 from hassil.intents import SlotList, TextSlotList
 from hassil.models import UnmatchedTextEntity
+from hassil.recognize import MISSING_ENTITY as MISSING
 from home_assistant_intents import get_intents
 
+from daemon.home.discovery import DOMAINS
 from daemon.home.entity import Entity
 
 log = logging.getLogger("tektra.intents")
@@ -99,6 +101,11 @@ def match(text: str, intents: Intents, lists: dict[str, SlotList], language: str
     if result is not None:
         if result.intent.name not in HANDLED:
             return None
+        domain = result.context.get("domain")
+        slot = result.entities.get("domain")
+        domain = slot.value if slot is not None else domain
+        if isinstance(domain, str) and domain not in DOMAINS:
+            return None  # people, media players, …: "who is at the door" is for the model
         return Match(
             result.intent.name,
             {k: e.value for k, e in result.entities.items()},
@@ -118,11 +125,23 @@ def _unknown_device(
     )
     if result is None or result.intent.name not in ABOUT_A_DEVICE:
         return None
-    unmatched = result.unmatched_entities.get("name")
-    if not isinstance(unmatched, UnmatchedTextEntity) or result.text_chunks_matched < 1:
+    if result.intent.name == "HassGetState" and "state" not in result.entities:
+        # "What is the weather like today" reads as a state question about a device called
+        # "weather like today": only "is the X open/on/locked" is surely about a device.
         return None
-    name = unmatched.text.strip()
-    if not name or _spoken(name) == _spoken(text):  # the whole request as a "name"
+    # Exactly one thing heard that nothing is called, a device (by name or kind). More than
+    # one ("look at this": a device "look" in an area "this") is no device request.
+    heard = {
+        slot: entity.text.strip()
+        for slot, entity in result.unmatched_entities.items()
+        if isinstance(entity, UnmatchedTextEntity) and entity.text.strip() not in ("", MISSING)
+    }
+    if len(heard) != 1 or result.text_chunks_matched < 1:
+        return None
+    ((slot, name),) = heard.items()
+    # An unknown area is not answered here: hassil reads too much as one ("lights off please"
+    # names an area "please"); such requests go on to the model.
+    if slot not in ("name", "device_class") or _spoken(name) == _spoken(text):
         return None
     area = result.entities.get("area")
     if area is not None:

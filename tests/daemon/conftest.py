@@ -203,12 +203,21 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def echo_config(
-    socket_path: Path, mqtt: str, *, extra: str = "", delay_s: float = 0.0, audio: str = "none"
+    socket_path: Path,
+    mqtt: str,
+    *,
+    extra: str = "",
+    delay_s: float = 0.0,
+    audio: str = "none",
+    intents: bool = False,
 ) -> str:
-    """A models.toml answering with the test backend ("You said: …"), no microphone."""
+    """A models.toml answering with the test backend ("You said: …"), no microphone. Intents
+    are off unless asked for: "turn on the lamp" would otherwise be answered honestly ("I don't
+    know a device called lamp") instead of echoed."""
     return (
         f'[daemon]\nsocket = "{socket_path}"\nnode_id = "testnode"\n'
         f"{extra}"
+        f"[intents]\nenabled = {'true' if intents else 'false'}\n"
         f'[audio]\nsource = "{audio}"\n'
         f"[mqtt]\n{mqtt}\n"
         f'[backends]\ndefault = ["recorder"]\n'
@@ -287,10 +296,13 @@ def make_daemon(
         delay_s: float = 0.0,
         audio: str = "none",
         start: bool = True,
+        intents: bool = False,
     ) -> Daemon:
         config = tmp_path / "models.toml"
         sock = short_dir / "tektra.sock"
-        config.write_text(echo_config(sock, mqtt, extra=extra, delay_s=delay_s, audio=audio))
+        config.write_text(
+            echo_config(sock, mqtt, extra=extra, delay_s=delay_s, audio=audio, intents=intents)
+        )
         daemon = Daemon(config, sock, plugin_site)
         started.append(daemon)
         if start:

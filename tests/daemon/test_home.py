@@ -63,12 +63,11 @@ def start_home(
     def start(extra: str = "") -> Home:
         if request.param == "mosquitto":
             broker: Mosquitto = request.getfixturevalue("mosquitto")
-            return Home(make_daemon(f'broker = "{broker.url}"', extra=extra), broker)
+            return Home(make_daemon(f'broker = "{broker.url}"', extra=extra, intents=True), broker)
         port = free_port()
         broker = Mosquitto(tmp_path, port)  # not started: the embedded broker's address
-        return Home(
-            make_daemon(f'broker = "embedded"\nembedded_port = {port}', extra=extra), broker
-        )
+        mqtt = f'broker = "embedded"\nembedded_port = {port}'
+        return Home(make_daemon(mqtt, extra=extra, intents=True), broker)
 
     return start
 
@@ -151,8 +150,8 @@ async def test_turn_on_the_kitchen_light_switches_it_and_says_so(start_home: Sta
             "Turned on the kitchen light.\n",
             "",
         )
+        await until_known(home.daemon, {KITCHEN: "on"})  # the bulb obeyed and said so
         assert light.commands == [("zigbee2mqtt/Kitchen Light/set", '{"state":"ON"}')]
-        await until_known(home.daemon, {KITCHEN: "on"})
         event = await mqtt.wait_for(lambda m: m.topic == f"{BASE}/intent")
     intent = event.json()
     assert intent["text"] == "turn on the kitchen light"
@@ -178,13 +177,14 @@ async def test_set_the_bedroom_light_to_30_percent_sends_its_own_brightness_scal
         await until_known(home.daemon, {BEDROOM: "off"})
         reply = await ask(home.daemon, "set the bedroom light to 30 percent")
         assert reply["result"]["text"] == "Set the bedroom light to 30 percent."
+        await until_known(home.daemon, {BEDROOM: "on"})
         # Zigbee2MQTT's scale is 0-254: 30 percent of it.
         assert light.commands == [
             ("zigbee2mqtt/Bedroom Light/set", '{"state":"ON","brightness":76}')
         ]
-        await until_known(home.daemon, {BEDROOM: "on"})
-        known = await entities(home.daemon)
-    assert known[BEDROOM]["state"] == "on"
+        state = await ask(home.daemon, "is the bedroom light on")
+    # What the bulb reported back (76 of 254), not what was asked for.
+    assert state["result"]["text"] == "Yes, the bedroom light is on at 30 percent."
 
 
 async def test_is_the_front_door_locked_is_answered_from_the_lock_s_own_state(
@@ -293,6 +293,7 @@ async def test_covers_open_to_a_position_and_say_how_open_they_are(start_home: S
         await until_known(home.daemon, {GARAGE: "open"})
         state = await ask(home.daemon, "is the garage door open")
         closed = await ask(home.daemon, "close the garage door")
+        await until_known(home.daemon, {GARAGE: "closed"})
     assert opened["result"]["text"] == "Set the garage door to 50 percent open."
     assert state["result"]["text"] == "Yes, the garage door is open (50 percent)."
     assert closed["result"]["text"] == "Closed the garage door."
