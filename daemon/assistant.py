@@ -85,7 +85,7 @@ class Assistant:
         self.on_muted: list[Callable[[bool], None]] = []
         self.answers = 0
         self.intents: Callable[[RequestId, str], Awaitable[str | None]] | None = None
-        """Asked first with a text-only request: its reply (the request was carried out, e.g. a
+        """Asked first with a request's text: its reply (the request was carried out, e.g. a
         light switched) or None (the model answers). Set by the service (`daemon.intents`)."""
         self._lock = asyncio.Lock()  # one answer (or reload) at a time
         self._in_flight = 0
@@ -191,7 +191,7 @@ class Assistant:
             self.bus.publish(TranscriptReady(request_id, transcript))
         self.set_state("thinking")
         started = time.monotonic()
-        if self.intents is not None and not (query.images or query.audio or query.video):
+        if self.intents is not None and query.text:  # spoken ones carry their audio too
             said = await self.intents(request_id, query.text)
             if said is not None:
                 return self._intent_done(request_id, said, on_chunk, started)

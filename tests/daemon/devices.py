@@ -221,3 +221,28 @@ async def running(client: aiomqtt.Client, devices: list[Device]) -> AsyncIterato
 async def publish(client: aiomqtt.Client, topic: str, payload: str) -> None:
     async with client:
         await client.publish(topic, payload, qos=1, retain=True)
+
+
+def thermostat() -> Device:
+    """An MQTT HVAC (climate) with its target and current temperature on their own topics."""
+    config = {
+        "name": "Thermostat",
+        "mode_cmd_t": "hvac/mode/set",
+        "mode_stat_t": "hvac/mode",
+        "modes": ["off", "heat"],
+        "temp_cmd_t": "hvac/target/set",
+        "temp_stat_t": "hvac/target",
+        "curr_temp_t": "hvac/current",
+        "uniq_id": "hvac1",
+        "dev": {"ids": ["hvac1"], "name": "Hallway Heating", "sa": "hallway"},
+    }
+    return Device(
+        "Thermostat",
+        [
+            ("homeassistant/climate/hvac1/config", json.dumps(config)),
+            ("hvac/mode", "heat"),
+            ("hvac/target", "19"),
+            ("hvac/current", "18.5"),
+        ],
+        {"hvac/target/set": lambda payload: [("hvac/target", payload)]},
+    )

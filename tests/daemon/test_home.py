@@ -34,6 +34,7 @@ from tests.daemon.devices import (
     publish,
     running,
     tasmota_switch,
+    thermostat,
     z2m_light,
 )
 
@@ -263,6 +264,14 @@ async def test_a_device_that_went_unavailable_is_reported_as_such(start_home: St
     assert plug.commands == []
 
 
+async def until(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    async def look() -> None:
+        while not condition():  # noqa: ASYNC110 (the devices' task changes it)
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(look(), timeout_s)
+
+
 async def until_unavailable(daemon: Daemon, entity_id: str, timeout_s: float = 20.0) -> None:
     async def look() -> None:
         while (await entities(daemon))[entity_id]["available"]:  # noqa: ASYNC110 (another process)
@@ -346,3 +355,33 @@ async def test_tektra_entities_lists_each_device_with_where_it_came_from(
         "light.kitchen_light  Kitchen Light             kitchen  off    discovery    "
         "homeassistant/light/0x000b57fffec6a5b2/light/config",
     ]
+
+
+async def test_the_thermostat_takes_a_target_and_tells_the_temperature_it_measures(
+    start_home: StartHome,
+) -> None:
+    home = start_home()
+    hvac = thermostat()
+    async with home_with(home, hvac):
+        await until_known(home.daemon, {"climate.hvac1": "heat"})
+        current = await ask(home.daemon, "what is the temperature of the thermostat")
+        target = await ask(home.daemon, "set the thermostat to 21 degrees")
+        await until(lambda: bool(hvac.commands))
+    assert current["result"]["text"] == "The thermostat says 18.5 degrees."
+    assert target["result"]["text"] == "Set the thermostat to 21 degrees."
+    assert hvac.commands == [("hvac/target/set", "21")]
+
+
+async def test_the_entities_command_answers_over_mqtt_too(start_home: StartHome) -> None:
+    home = start_home(PORCH)
+    async with listening(home.broker, [f"{BASE}/reply"]) as mqtt, home.client() as client:
+        await client.publish(f"{BASE}/command/entities", b"", qos=1)
+        reply = await mqtt.wait_for(
+            lambda m: m.topic == f"{BASE}/reply" and m.json().get("command") == "entities"
+        )
+    (porch,) = reply.json()["result"]["entities"]
+    assert (porch["id"], porch["origin"], porch["command_topic"]) == (
+        "light.porch_light",
+        "models.toml",
+        "porch/light/set",
+    )
