@@ -72,11 +72,17 @@ class EntityRegistry:
             self._discovered[topic] = fresh
         elif self._discovered.pop(topic, None) is None:
             return
-        if [e.listing() for e in fresh] != [e.listing() for e in old.values()]:
-            log.info("discovered %s: %s", topic, ", ".join(e.id for e in fresh) or "removed")
+        if [_shape(e) for e in fresh] == [_shape(e) for e in old.values()]:
+            return  # the same config again (brokers replay retained ones on every subscribe)
+        log.info("discovered %s: %s", topic, ", ".join(e.id for e in fresh) or "removed")
         self.version += 1
         for notify in self.on_change:
             notify()
+
+
+def _shape(entity: Entity) -> tuple[object, ...]:
+    """What matching and following depend on."""
+    return (entity.id, entity.name, entity.aliases, entity.area, entity.topics(), entity.config)
 
 
 def _unique(entity: Entity, taken: set[str]) -> Entity:
