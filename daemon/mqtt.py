@@ -43,6 +43,7 @@ from daemon.events import (
 )
 from daemon.ha_discovery import discovery_payload, discovery_topic
 from daemon.intents.engine import IntentHandled
+from daemon.intents.hermes import hermes_messages
 from daemon.outbox import Outbox, Outgoing
 from daemon.protocol import Request
 from daemon.retained import RetainedTopics
@@ -202,7 +203,8 @@ class MqttLink:
             topic = {"response": "response", "transcript": "transcript", "error": "error"}
             return [self._json(topic[event.kind], event)]
         if isinstance(event, IntentHandled):
-            return [self._json("intent", event)]
+            config = self.commands.assistant.config
+            return [self._json("intent", event), *hermes_messages(event, config, qos)]
         if isinstance(event, ModelChanged):
             return [Outgoing(f"{self.base}/model", event.model.encode(), qos, True, keep=False)]
         return []

@@ -249,6 +249,9 @@ class IntentSettings(Section):
     """Language of the sentence templates; `[stt] language` (else English) when unset."""
     command_timeout_s: float = Field(5.0, gt=0.0, le=60.0)
     """How long a device command may take to reach the broker before the reply says it failed."""
+    hermes: bool = False
+    """Also publish each handled intent on Rhasspy's `hermes/intent/<name>`, for Node-RED flows
+    written for Rhasspy."""
 
 
 class LlamaCppSettings(Section):

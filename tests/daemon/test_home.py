@@ -61,14 +61,19 @@ def start_home(
 ) -> StartHome:
     """Start a daemon on a real mosquitto, or on its own embedded broker."""
 
-    def start(extra: str = "") -> Home:
+    def start(extra: str = "", *, hermes: bool = False) -> Home:
         if request.param == "mosquitto":
             broker: Mosquitto = request.getfixturevalue("mosquitto")
-            return Home(make_daemon(f'broker = "{broker.url}"', extra=extra, intents=True), broker)
-        port = free_port()
-        broker = Mosquitto(tmp_path, port)  # not started: the embedded broker's address
-        mqtt = f'broker = "embedded"\nembedded_port = {port}'
-        return Home(make_daemon(mqtt, extra=extra, intents=True), broker)
+            mqtt = f'broker = "{broker.url}"'
+        else:
+            broker = Mosquitto(tmp_path, free_port())  # not started: the embedded broker's address
+            mqtt = f'broker = "embedded"\nembedded_port = {broker.port}'
+        daemon = make_daemon(mqtt, extra=extra, intents=True, start=False)
+        if hermes:
+            text = daemon.config.read_text()
+            daemon.config.write_text(text.replace("[intents]\n", "[intents]\nhermes = true\n"))
+        daemon.start()
+        return Home(daemon, broker)
 
     return start
 
@@ -384,4 +389,19 @@ async def test_the_entities_command_answers_over_mqtt_too(start_home: StartHome)
         "light.porch_light",
         "models.toml",
         "porch/light/set",
+    )
+
+
+async def test_with_hermes_on_intents_also_go_to_rhasspy_s_topics(start_home: StartHome) -> None:
+    home = start_home(hermes=True)
+    async with listening(home.broker, ["hermes/intent/#"]) as mqtt:
+        await ask(home.daemon, "what time is it", "t1")
+        message = await mqtt.wait_for(lambda m: m.topic.startswith("hermes/intent/"))
+    assert message.topic == "hermes/intent/HassGetCurrentTime"
+    hermes = message.json()
+    assert (hermes["input"], hermes["intent"], hermes["slots"], hermes["siteId"]) == (
+        "what time is it",
+        {"intentName": "HassGetCurrentTime", "confidenceScore": 1.0},
+        [],
+        "testnode",
     )
