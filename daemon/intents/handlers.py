@@ -144,9 +144,13 @@ class Handlers:
         if away and len(away) == len(targets):
             return _unavailable(away)
         ready = [e for e in targets if e.available]
-        try:
-            commands = [(e, command_for(e)) for e in ready]
-        except NotOffered:
+        commands = []
+        for entity in ready:
+            try:
+                commands.append((entity, command_for(entity)))
+            except NotOffered:
+                continue  # "the kitchen lights" may take in one that cannot dim: the others can
+        if not commands:
             names = _names(ready)
             return Outcome(False, "not_offered", f"The {names} can't do that.", _ids(ready))
         done: list[Entity] = []
@@ -176,27 +180,19 @@ class Handlers:
         targets = self._targets(match, None)
         if isinstance(targets, Outcome):
             return targets
-        lines = []
-        for entity in targets:
-            if not entity.available:
-                lines.append(f"The {entity.name} is unavailable.")
-            elif entity.state is None:
-                lines.append(f"I haven't heard the state of the {entity.name} yet.")
-            elif isinstance(match.slots.get("state"), str) and len(targets) == 1:
-                # "Is the front door locked?" gets its yes or no, then the state that says so.
-                yes = entity.state == match.slots["state"]
-                said = f"The {entity.name} is {_state_words(entity)}."
-                lines.append(f"{'Yes' if yes else 'No'}, {said[0].lower()}{said[1:]}")
-            else:
-                lines.append(f"The {entity.name} is {_state_words(entity)}.")
-        success = all(e.available and e.state is not None for e in targets)
-        code = "state" if success else "unavailable"
-        return Outcome(success, code, " ".join(lines), _ids(targets))
+        return _tell(targets, match)
 
     async def _get_temperature(self, match: Match) -> Outcome:
         targets = self._targets(match, "climate")
         if isinstance(targets, Outcome):
-            return targets
+            # No thermostat there: a temperature sensor tells it as well.
+            sensors = self._targets(match, "sensor")
+            if isinstance(sensors, Outcome) or "name" in match.slots:
+                return targets
+            found = [e for e in sensors if e.device_class == "temperature"]
+            if not found:
+                return targets
+            return _tell(found, match)
         entity = targets[0]
         if not entity.available:
             return _unavailable([entity])
@@ -275,6 +271,26 @@ class Handlers:
             where = f" in the {area}" if area else ""
             return Outcome(False, "no_entity", f"I don't know any {what}{where}.")
         return found
+
+
+def _tell(targets: list[Entity], match: Match) -> Outcome:
+    """The states the devices last reported; a yes or no first when the question named one."""
+    lines = []
+    for entity in targets:
+        if not entity.available:
+            lines.append(f"The {entity.name} is unavailable.")
+        elif entity.state is None:
+            lines.append(f"I haven't heard the state of the {entity.name} yet.")
+        elif isinstance(match.slots.get("state"), str) and len(targets) == 1:
+            # "Is the front door locked?" gets its yes or no, then the state that says so.
+            yes = entity.state == match.slots["state"]
+            said = f"The {entity.name} is {_state_words(entity)}."
+            lines.append(f"{'Yes' if yes else 'No'}, {said[0].lower()}{said[1:]}")
+        else:
+            lines.append(f"The {entity.name} is {_state_words(entity)}.")
+    success = all(e.available and e.state is not None for e in targets)
+    code = "state" if success else "unavailable"
+    return Outcome(success, code, " ".join(lines), _ids(targets))
 
 
 def _did_on(entity: Entity) -> str:

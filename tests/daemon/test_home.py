@@ -202,11 +202,13 @@ async def test_is_the_front_door_locked_is_answered_from_the_lock_s_own_state(
         await until_known(home.daemon, {LOCK: "locked", TEMPERATURE: "19.5"})
         locked = await ask(home.daemon, "is the front door locked")
         temperature = await ask(home.daemon, "what is the front door temperature")
+        hall = await ask(home.daemon, "what is the temperature in the hall")  # no thermostat
         opened = await ask(home.daemon, "unlock the front door")
         await until_known(home.daemon, {LOCK: "unlocked"})
         again = await ask(home.daemon, "is the front door locked")
     assert locked["result"]["text"] == "Yes, the front door is locked."
     assert temperature["result"]["text"] == "The front door temperature is 19.5°C."
+    assert hall["result"]["text"] == "The Front Door Temperature is 19.5°C."  # its own name
     assert opened["result"]["text"] == "Unlocked the front door."
     assert door.commands == [("frontdoor/lock/set", "UNLOCK")]
     assert again["result"]["text"] == "No, the front door is unlocked."
