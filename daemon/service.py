@@ -48,7 +48,7 @@ class Service:
         self.bridge = VoiceBridge(self.assistant)
         self.voice = VoiceHost(config, self.bridge, self.supervisor.spawn)
         self.link: MqttLink | None = None
-        self.home = Home(config, self.bus)
+        self.home = Home(lambda: self.assistant.config, self.bus)
         self.assistant.intents = self.home.answer
         self.commands = Commands(
             self.assistant, voice=self.voice, links=self._links, entities=self.home.listing

@@ -3,6 +3,7 @@ that act on them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from daemon.config.schema import TektraConfig
@@ -16,19 +17,27 @@ from daemon.intents.engine import IntentEngine
 
 
 class Home:
-    def __init__(self, config: TektraConfig, bus: EventBus) -> None:
-        mqtt, node_id = config.mqtt, config.daemon.node_id
+    """`config` gives the daemon's configuration as it is now (the assistant's, which a reload
+    replaces): `[[entities]]` and `[intents]` follow it. The broker settings are those of the
+    start, like the daemon's own link."""
+
+    def __init__(self, config: Callable[[], TektraConfig], bus: EventBus) -> None:
+        self._config = config
+        self._seen = start = config()
+        mqtt, node_id = start.mqtt, start.daemon.node_id
         own = discovery_topic(mqtt.discovery_prefix, node_id)  # this daemon is no device to act on
         self.registry = EntityRegistry(
-            mqtt.discovery_prefix, configured_entities(config.entities), ignore={own}
+            mqtt.discovery_prefix, configured_entities(start.entities), ignore={own}
         )
         self.link = HomeLink(mqtt, node_id, self.registry) if mqtt.broker != "none" else None
-        self.intents = (
-            IntentEngine(config, self.registry, self, bus) if config.intents.enabled else None
-        )
+        self.bus = bus
+        self.intents: IntentEngine | None = None
+        if start.intents.enabled:
+            self.intents = IntentEngine(start, self.registry, self, bus)
 
     async def answer(self, request_id: RequestId, text: str) -> str | None:
         """The assistant's first try (`Assistant.intents`)."""
+        self._follow_config()
         return None if self.intents is None else await self.intents.answer(request_id, text)
 
     async def publish(self, command: DeviceCommand, timeout_s: float) -> None:
@@ -41,8 +50,23 @@ class Home:
             await self.link.run()
 
     def listing(self) -> list[dict[str, Any]]:
+        self._follow_config()
         return [entity.listing() for entity in self.registry.entities()]
 
     def close(self) -> None:
         if self.intents is not None:
             self.intents.close()
+
+    def _follow_config(self) -> None:
+        config = self._config()
+        if config is self._seen:
+            return
+        self._seen = config
+        self.registry.set_configured(configured_entities(config.entities))
+        if not config.intents.enabled:
+            self.close()
+            self.intents = None
+        elif self.intents is None:
+            self.intents = IntentEngine(config, self.registry, self, self.bus)
+        else:
+            self.intents.reconfigure(config)

@@ -32,6 +32,19 @@ class EntityRegistry:
         """Counts changes of the entities' names or topics (not of their states)."""
         self.on_change: list[Callable[[], None]] = []
 
+    def set_configured(self, configured: list[Entity]) -> None:
+        """`[[entities]]` read again (a reload): states already heard are kept."""
+        before = {e.id: e for e in self._configured}
+        fresh = []
+        for entity in configured:
+            old = before.get(entity.id)
+            same = old is not None and old.topics() == entity.topics()
+            fresh.append(_keep_state(entity, old) if same and old is not None else entity)
+        if [_shape(e) for e in fresh] == [_shape(e) for e in self._configured]:
+            return
+        self._configured = fresh
+        self._changed()
+
     def entities(self) -> list[Entity]:
         found = list(self._configured)
         for entities in self._discovered.values():
@@ -75,6 +88,9 @@ class EntityRegistry:
         if [_shape(e) for e in fresh] == [_shape(e) for e in old.values()]:
             return  # the same config again (brokers replay retained ones on every subscribe)
         log.info("discovered %s: %s", topic, ", ".join(e.id for e in fresh) or "removed")
+        self._changed()
+
+    def _changed(self) -> None:
         self.version += 1
         for notify in self.on_change:
             notify()

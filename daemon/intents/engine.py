@@ -64,6 +64,16 @@ class IntentEngine:
         self.bus = bus
         self.timers = Timers(self._timer_done)
         self.handlers = Handlers(registry, publisher, self.timers, config.intents.command_timeout_s)
+        self._load()
+
+    def reconfigure(self, config: TektraConfig) -> None:
+        """Take a reloaded configuration (timers keep running)."""
+        self.handlers.timeout_s = config.intents.command_timeout_s
+        if intent_language(config) != self.language:
+            self.language = intent_language(config)
+            self._load()
+
+    def _load(self) -> None:
         self._intents: Intents | None = load_intents(self.language)
         if self._intents is None:
             log.warning(

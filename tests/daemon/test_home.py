@@ -407,3 +407,22 @@ async def test_with_hermes_on_intents_also_go_to_rhasspy_s_topics(start_home: St
         [],
         "testnode",
     )
+
+
+async def test_a_reload_takes_new_entities_from_models_toml(start_home: StartHome) -> None:
+    home = start_home(PORCH)
+    shed = '[[entities]]\nname = "shed lock"\ndomain = "lock"\ncommand_topic = "shed/lock/set"\n'
+    home.daemon.config.write_text(home.daemon.config.read_text() + shed)
+    client = await SocketClient.connect(home.daemon.socket)
+    try:
+        reloaded = await client.call({"id": "r", "cmd": "reload"})
+    finally:
+        await client.close()
+    assert reloaded["result"]["reloaded"] is True
+    assert list(await entities(home.daemon)) == ["light.porch_light", "lock.shed_lock"]
+    lock = Device("shed lock", [], {"shed/lock/set": lambda payload: []})
+    async with home_with(home, lock):
+        reply = await ask(home.daemon, "lock the shed lock")
+        await until(lambda: bool(lock.commands))
+    assert reply["result"]["text"] == "Locked the shed lock."
+    assert lock.commands == [("shed/lock/set", "LOCK")]
