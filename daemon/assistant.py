@@ -32,6 +32,7 @@ from daemon.events import (
     StateChanged,
     TranscriptReady,
 )
+from daemon.intents.engine import ANSWERED_BY
 from daemon.manager.conversation import Sessions
 from daemon.manager.manager import Query, UnifiedModelManager
 from daemon.states import StateName
@@ -238,7 +239,7 @@ class Assistant:
         self.answers += 1
         total = round((time.monotonic() - started) * 1000, 1)
         timings = {"first_chunk": total, "total": total}
-        return ResponseDone(request_id, said, "intents", "intents", "intent", 0, 0, timings)
+        return ResponseDone(request_id, said, ANSWERED_BY, ANSWERED_BY, "intent", 0, 0, timings)
 
     # --- models and configuration ------------------------------------------------------------
 

@@ -112,4 +112,10 @@ class HomeLink:
                 timeout=timeout_s,
             )
         except aiomqtt.MqttError as exc:
-            raise BrokerAway(f"the MQTT broker did not take the command: {exc}") from exc
+            log.warning(
+                "home: %s on %s was not taken by the broker: %s",
+                command.payload[:80],
+                command.topic,
+                exc,
+            )
+            raise BrokerAway("the MQTT broker is not reachable") from exc

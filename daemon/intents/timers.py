@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from daemon.events import new_request_id
 
 
 @dataclass
@@ -34,10 +35,10 @@ class Timers:
     def __init__(self, on_done: Callable[[Timer], None]) -> None:
         self._on_done = on_done
         self._running: dict[str, Timer] = {}
-        self._ids = itertools.count(1)
 
     def start(self, seconds: float, name: str | None = None) -> Timer:
-        timer = Timer(f"timer-{next(self._ids)}", seconds, name, time.monotonic() + seconds)
+        # The id is the announcement's request id: unique across restarts, like every other.
+        timer = Timer(new_request_id("timer"), seconds, name, time.monotonic() + seconds)
         timer.handle = asyncio.get_running_loop().call_later(seconds, self._end, timer)
         self._running[timer.id] = timer
         return timer

@@ -426,3 +426,16 @@ async def test_a_reload_takes_new_entities_from_models_toml(start_home: StartHom
         await until(lambda: bool(lock.commands))
     assert reply["result"]["text"] == "Locked the shed lock."
     assert lock.commands == [("shed/lock/set", "LOCK")]
+
+
+async def test_with_the_broker_gone_the_reply_says_nothing_was_switched(
+    make_daemon: Callable[..., Daemon], mosquitto: Mosquitto
+) -> None:
+    home = Home(make_daemon(f'broker = "{mosquitto.url}"', intents=True), mosquitto)
+    async with home_with(home, z2m_light("Kitchen Light", "0x000b57fffec6a5b2")):
+        await until_known(home.daemon, {KITCHEN: "off"})
+    mosquitto.stop()
+    reply = await ask(home.daemon, "turn on the kitchen light")
+    assert reply["result"]["text"] == (
+        "I couldn't reach the kitchen light: the MQTT broker is not reachable."
+    )
