@@ -173,4 +173,5 @@ class Service:
     def _links(self) -> dict[str, Any]:
         links: dict[str, Any] = {"socket": self.socket.status()}
         links.update(self.link.status() if self.link is not None else {"mqtt": None})
+        links["home"] = self.home.status()
         return links

@@ -49,6 +49,16 @@ class Home:
         if self.link is not None:
             await self.link.run()
 
+    def status(self) -> dict[str, Any]:
+        """For `status`: the home's own broker link and what it knows."""
+        entities = self.registry.entities()
+        return {
+            "connected": self.link is not None and self.link.connected,
+            "entities": len(entities),
+            "unavailable": sum(1 for e in entities if not e.available),
+            "intents": self.intents.language if self.intents is not None else None,
+        }
+
     def listing(self) -> list[dict[str, Any]]:
         self._follow_config()
         return [entity.listing() for entity in self.registry.entities()]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import os
 import subprocess
 from collections.abc import AsyncIterator, Callable
@@ -355,6 +356,8 @@ async def test_tektra_entities_lists_each_device_with_where_it_came_from(
         await until_known(home.daemon, {KITCHEN: "off"})
         listed = await asyncio.to_thread(tektra, home.daemon, "entities")
     assert listed.returncode == 0, listed.stderr
+    status = json.loads((await asyncio.to_thread(tektra, home.daemon, "status")).stdout)
+    assert status["home"] == {"connected": True, "entities": 2, "unavailable": 0, "intents": "en"}
     assert listed.stdout.splitlines() == [
         "ID                   NAME                      AREA     STATE  ORIGIN       SOURCE",
         "light.porch_light    porch light, front light  porch    ?      models.toml  "
