@@ -46,6 +46,8 @@ class Home:
         await self.link.publish(command, timeout_s)
 
     async def run(self) -> None:
+        if self.intents is not None:
+            await self.intents.warm()
         if self.link is not None:
             await self.link.run()
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from hassil import Intents
+from hassil.errors import HassilError
 from hassil.intents import SlotList
 
 from daemon.config.schema import TektraConfig
@@ -90,13 +91,23 @@ class IntentEngine:
             self._lists = slot_lists(self.registry.entities())
             self._lists_version = self.registry.version
         # Matching is CPU work (milliseconds; the first builds hassil's index): off the loop.
-        found = await asyncio.to_thread(match, text, self._intents, self._lists, self.language)
+        try:
+            found = await asyncio.to_thread(match, text, self._intents, self._lists, self.language)
+        except HassilError as exc:  # templates of a language that want a list we do not make
+            log.warning("intents: %r could not be matched (%s); the model answers", text, exc)
+            return None
         if found is None:
             return None
         outcome = await self.handlers.handle(found)
         log.info("intent %s (%s): %s", found.intent, outcome.code, outcome.speech)
         self.bus.publish(_event(request_id, text, found, outcome))
         return outcome.speech
+
+    async def warm(self) -> None:
+        """Build hassil's index now (a few hundred milliseconds), not on the first request."""
+        if self._intents is not None:
+            lists = slot_lists([])
+            await asyncio.to_thread(match, "what time is it", self._intents, lists, self.language)
 
     def close(self) -> None:
         self.timers.cancel_all()
