@@ -3,6 +3,7 @@ that act on them."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -46,10 +47,11 @@ class Home:
         await self.link.publish(command, timeout_s)
 
     async def run(self) -> None:
+        """Until cancelled: the link to the broker, and hassil's index built meanwhile."""
+        jobs = [self.link.run()] if self.link is not None else []
         if self.intents is not None:
-            await self.intents.warm()
-        if self.link is not None:
-            await self.link.run()
+            jobs.append(self.intents.warm())
+        await asyncio.gather(*jobs)
 
     def status(self) -> dict[str, Any]:
         """For `status`: the home's own broker link and what it knows."""

@@ -280,6 +280,23 @@ async def until(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
     await asyncio.wait_for(look(), timeout_s)
 
 
+async def until_connected(daemon: Daemon, timeout_s: float = 20.0) -> None:
+    """Until the daemon's home link is on the broker."""
+
+    async def look() -> None:
+        while True:
+            client = await SocketClient.connect(daemon.socket)
+            try:
+                status = await client.call({"id": "s", "cmd": "status"})
+            finally:
+                await client.close()
+            if status["result"]["home"]["connected"]:
+                return
+            await asyncio.sleep(0.1)
+
+    await asyncio.wait_for(look(), timeout_s)
+
+
 async def until_unavailable(daemon: Daemon, entity_id: str, timeout_s: float = 20.0) -> None:
     async def look() -> None:
         while (await entities(daemon))[entity_id]["available"]:  # noqa: ASYNC110 (another process)
@@ -425,6 +442,7 @@ async def test_a_reload_takes_new_entities_from_models_toml(start_home: StartHom
     assert list(await entities(home.daemon)) == ["light.porch_light", "lock.shed_lock"]
     lock = Device("shed lock", [], {"shed/lock/set": lambda payload: []})
     async with home_with(home, lock):
+        await until_connected(home.daemon)
         reply = await ask(home.daemon, "lock the shed lock")
         await until(lambda: bool(lock.commands))
     assert reply["result"]["text"] == "Locked the shed lock."
