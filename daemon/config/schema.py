@@ -214,6 +214,9 @@ class EntitySettings(Section):
     value_template: str | None = None
     """How to read a state message, e.g. `{{ value_json.state }}`; the raw payload when unset."""
     payload_on: str | None = None
+    """What the device takes to turn on (and says when on): `ON` when unset, as in Home
+    Assistant; likewise `payload_off` (`OFF`), `payload_open` (`OPEN`), `payload_close`
+    (`CLOSE`), `payload_lock` (`LOCK`), `payload_unlock` (`UNLOCK`), `payload_press` (`PRESS`)."""
     payload_off: str | None = None
     payload_open: str | None = None
     payload_close: str | None = None
@@ -225,9 +228,11 @@ class EntitySettings(Section):
     brightness_command_topic: str | None = Field(None, pattern=r"^[^#+]+$")
     """Lights: where a brightness (0-`brightness_scale`) goes."""
     brightness_scale: int = Field(255, ge=1, le=65_535)
+    """The device's full brightness (Zigbee2MQTT: 254)."""
     temperature_command_topic: str | None = Field(None, pattern=r"^[^#+]+$")
     """Climate: where a target temperature goes."""
     unit_of_measurement: str | None = None
+    """Sensors: said after the reading ("19.5°C")."""
     availability_topic: str | None = Field(None, pattern=r"^[^#+]+$")
     """Where the device says `online` / `offline` (its last will); always available when unset."""
 
