@@ -7,7 +7,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from benchmarks import latency, overhead, service, stt, ttft, vad, wyoming_bench
+from benchmarks import home, latency, overhead, service, stt, ttft, vad, wyoming_bench
 from benchmarks.common import ROOT, Section
 from benchmarks.report import markdown, stage_plot
 
@@ -95,6 +95,7 @@ def main() -> None:
     sections.append(vad.run(rounds=args.rounds))
     sections.append(service.idle(args.idle_s))
     sections.append(service.concurrency(args.clients))
+    sections.append(home.run(rounds=max(3, args.rounds)))
     sections.append(not_met(sections))
 
     plot = args.out.with_name("benchmarks-stages.png")

@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from daemon.events import (
     StateChanged,
     TranscriptReady,
 )
+from daemon.intents.engine import ANSWERED_BY
 from daemon.manager.conversation import Sessions
 from daemon.manager.manager import Query, UnifiedModelManager
 from daemon.states import StateName
@@ -102,6 +103,9 @@ class Assistant:
         """The model being loaded as the default, while it loads."""
         self.answers = 0
         self._running: list[_Running] = []
+        self.intents: Callable[[RequestId, str], Awaitable[str | None]] | None = None
+        """Asked first with a request's text: its reply (the request was carried out, e.g. a
+        light switched) or None (the model answers). Set by the service (`daemon.intents`)."""
         self._lock = asyncio.Lock()  # one answer (or reload) at a time
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -222,8 +226,14 @@ class Assistant:
         request_id = running.id
         if transcript is not None:
             self.bus.publish(TranscriptReady(request_id, transcript))
-        self.set_state("thinking")
         started = time.monotonic()
+        if self.intents is not None and query.text:  # spoken ones carry their audio too
+            said = await self.intents(request_id, query.text)
+            if said is not None:
+                running.streaming = True  # it answered: the state settles after it
+                return self._intent_done(request_id, said, on_chunk, started)
+        # Only now: `cancel` stops what `thinking` shows, the model's answer.
+        self.set_state("thinking")
         first: float | None = None
         seq = 0
         answer = self.manager.answer(query)
@@ -293,6 +303,19 @@ class Assistant:
         """Stop every answer, running or waiting (a shutdown); returns how many."""
         ids = {running.id for running in self._running}
         return sum(len(self.stop(request_id, reason=reason)) for request_id in ids)
+
+    def _intent_done(
+        self, request_id: RequestId, said: str, on_chunk: ChunkSink | None, started: float
+    ) -> ResponseDone:
+        """The response of a request carried out without the model: one chunk, no tokens."""
+        self.set_state("responding")
+        self.bus.publish(ResponseChunk(request_id, 0, said))
+        if on_chunk is not None:
+            on_chunk(said)
+        self.answers += 1
+        total = round((time.monotonic() - started) * 1000, 1)
+        timings = {"first_chunk": total, "total": total}
+        return ResponseDone(request_id, said, ANSWERED_BY, ANSWERED_BY, "intent", 0, 0, timings)
 
     # --- models and configuration ------------------------------------------------------------
 

@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
             return _models(config, path, sock, args)
         if args.command == "status":
             return _status(sock)
+        if args.command == "entities":
+            return _entities(sock, args.json)
         if args.command == "events":
             return _events(sock)
         if args.command == "listen":
@@ -139,6 +141,10 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("model_id", nargs="?", help="model to pull (an hf source)")
     sub.add_parser("validate", parents=[common], help="check models.toml and list every error")
     sub.add_parser("status", parents=[common], help="the running daemon's state, as JSON")
+    entities = sub.add_parser(
+        "entities", parents=[common], help="the devices the daemon knows, and where from"
+    )
+    entities.add_argument("--json", action="store_true", help="print them as JSON")
     sub.add_parser("events", parents=[common], help="print every daemon event as a JSON line")
     listen = sub.add_parser(
         "listen", parents=[common], help="send a WAV file to the daemon's voice pipeline"
@@ -261,6 +267,15 @@ def _models(config: TektraConfig, path: Path, sock: Path, args: argparse.Namespa
 def _status(sock: Path) -> int:
     with DaemonClient(sock, timeout_s=30) as client:
         print(json.dumps(client.call("status"), indent=2))
+    return 0
+
+
+def _entities(sock: Path, as_json: bool) -> int:
+    from daemon.home.listing import entities_table
+
+    with DaemonClient(sock, timeout_s=30) as client:
+        listed = client.call("entities")["entities"]
+    print(json.dumps(listed, indent=2) if as_json else entities_table(listed))
     return 0
 
 

@@ -150,11 +150,13 @@ class Commands:
         voice: VoiceControl | None = None,
         links: Callable[[], dict[str, Any]] | None = None,
         speaker: Speaking | None = None,
+        entities: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.assistant = assistant
         self.voice = voice
         self.speaker = speaker
         self._links = links or dict
+        self._entities = entities or list
         self._started = time.monotonic()
 
     @property
@@ -314,6 +316,9 @@ class Commands:
             **self._links(),
         }
 
+    async def _list_entities(self, _: NoArgs, __: Call) -> Result:
+        return {"entities": self._entities()}
+
     async def _models(self, _: NoArgs, __: Call) -> Result:
         return {"models": [asdict(m) for m in await self.assistant.manager.list_models()]}
 
@@ -423,5 +428,6 @@ COMMANDS: dict[str, Command[Any]] = {
     "cancel": Command(CancelArgs, Commands._cancel),
     "say": Command(SayArgs, Commands._say),
     "stop": Command(NoArgs, Commands._stop),
+    "entities": Command(NoArgs, Commands._list_entities),
 }
 """Every command the daemon knows, by the name the socket's `cmd` and MQTT's topic give it."""

@@ -42,6 +42,8 @@ from daemon.events import (
     new_request_id,
 )
 from daemon.ha_discovery import discovery_payload, discovery_topic
+from daemon.intents.engine import IntentHandled
+from daemon.intents.hermes import hermes_messages
 from daemon.outbox import Outbox, Outgoing
 from daemon.protocol import Request
 from daemon.retained import RetainedTopics
@@ -211,6 +213,9 @@ class MqttLink:
         if isinstance(event, ResponseDone | TranscriptReady | ErrorRaised):
             topic = {"response": "response", "transcript": "transcript", "error": "error"}
             return [self._json(topic[event.kind], event)]
+        if isinstance(event, IntentHandled):
+            config = self.commands.assistant.config
+            return [self._json("intent", event), *hermes_messages(event, config, qos)]
         if isinstance(event, ModelChanged):
             return [Outgoing(f"{self.base}/model", event.model.encode(), qos, True, keep=False)]
         return []

@@ -28,6 +28,7 @@ from daemon.config.schema import TektraConfig
 from daemon.embedded_broker import EmbeddedBroker
 from daemon.errors import ConfigError, TektraError
 from daemon.events import ErrorRaised, EventBus
+from daemon.home.home import Home
 from daemon.metrics import MetricsServer
 from daemon.mqtt import MqttLink
 from daemon.mqtt_credentials import load_or_create
@@ -71,8 +72,14 @@ class Service:
         self.voice.hold = self.speaker.holding  # half duplex: never hear its own voice
         self.speaker.on_answer_spoken = self.bridge.note_answered
         self.link: MqttLink | None = None
+        self.home = Home(lambda: self.assistant.config, self.bus)
+        self.assistant.intents = self.home.answer
         self.commands = Commands(
-            self.assistant, voice=self.voice, links=self._links, speaker=self.speaker
+            self.assistant,
+            voice=self.voice,
+            links=self._links,
+            speaker=self.speaker,
+            entities=self.home.listing,
         )
         self.socket = SocketServer(
             socket_path(config.daemon), config.daemon, self.commands, self.bus
@@ -119,6 +126,9 @@ class Service:
                 await link.check_node_free()
             self.link = link
             self.supervisor.spawn("mqtt", self.link.run)
+            if self.home.link is not None:
+                self.home.link.login = login
+            self.supervisor.spawn("home", self.home.run)
         if self.config.metrics.port is not None:
             outbox = self.link.outbox if self.link is not None else None
             metrics = MetricsServer(self.config.metrics, self.bus, outbox)
@@ -192,6 +202,7 @@ class Service:
             await self.supervisor.finish("mqtt", 2 * STEP_S)
         await self.supervisor.stop("speech", 5.0)
         await self.supervisor.stop_all(STEP_S)
+        self.home.close()
         try:
             await asyncio.wait_for(self.assistant.close(), RELEASE_S)
         except asyncio.TimeoutError:
@@ -255,6 +266,7 @@ class Service:
         links.update(self.link.status() if self.link is not None else {"mqtt": None})
         if self.wyoming is not None:
             links["wyoming"] = self.wyoming.status()
+        links["home"] = self.home.status()
         return links
 
 

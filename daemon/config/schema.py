@@ -206,10 +206,89 @@ class MqttSettings(Section):
         "reload",
         "say",
         "stop",
+        "entities",
     ]
     """Commands taken over MQTT (a house broker is shared by many devices): by default what the
     Home Assistant entities need; `set_system_prompt`, `switch_backend`, `push_audio`,
     `multimodal` and `validate` only when listed. Others are answered `forbidden`."""
+
+
+EntityDomain = Literal[
+    "light",
+    "switch",
+    "fan",
+    "cover",
+    "lock",
+    "climate",
+    "scene",
+    "button",
+    "sensor",
+    "binary_sensor",
+]
+CONTROLLED_DOMAINS = ("light", "switch", "fan", "cover", "lock", "climate", "scene", "button")
+
+
+class EntitySettings(Section):
+    """A plain MQTT device that publishes no discovery config (`[[entities]]`); payloads default
+    to Home Assistant's for its domain."""
+
+    name: str = Field(min_length=1)
+    """What it is called when spoken to ("kitchen light")."""
+    domain: EntityDomain
+    aliases: list[str] = []
+    """Other names it answers to."""
+    area: str | None = None
+    """The room it is in ("kitchen"): "turn off the lights in the kitchen"."""
+    command_topic: str | None = Field(None, pattern=r"^[^#+]+$")
+    """Where commands go; required for every domain but `sensor` and `binary_sensor`."""
+    state_topic: str | None = Field(None, pattern=r"^[^#+]+$")
+    """Where the device tells its state; required for `sensor` and `binary_sensor`."""
+    value_template: str | None = None
+    """How to read a state message, e.g. `{{ value_json.state }}`; the raw payload when unset."""
+    payload_on: str | None = None
+    """What the device takes to turn on (and says when on): `ON` when unset, as in Home
+    Assistant; likewise `payload_off` (`OFF`), `payload_open` (`OPEN`), `payload_close`
+    (`CLOSE`), `payload_lock` (`LOCK`), `payload_unlock` (`UNLOCK`), `payload_press` (`PRESS`)."""
+    payload_off: str | None = None
+    payload_open: str | None = None
+    payload_close: str | None = None
+    payload_lock: str | None = None
+    payload_unlock: str | None = None
+    payload_press: str | None = None
+    set_position_topic: str | None = Field(None, pattern=r"^[^#+]+$")
+    """Covers: where a position (0-100) goes."""
+    brightness_command_topic: str | None = Field(None, pattern=r"^[^#+]+$")
+    """Lights: where a brightness (0-`brightness_scale`) goes."""
+    brightness_scale: int = Field(255, ge=1, le=65_535)
+    """The device's full brightness (Zigbee2MQTT: 254)."""
+    temperature_command_topic: str | None = Field(None, pattern=r"^[^#+]+$")
+    """Climate: where a target temperature goes."""
+    unit_of_measurement: str | None = None
+    """Sensors: said after the reading ("19.5°C")."""
+    availability_topic: str | None = Field(None, pattern=r"^[^#+]+$")
+    """Where the device says `online` / `offline` (its last will); always available when unset."""
+
+    @model_validator(mode="after")
+    def _topics(self) -> EntitySettings:
+        if self.domain in CONTROLLED_DOMAINS and self.command_topic is None:
+            raise ValueError(f"a {self.domain} needs `command_topic` (where its commands go)")
+        if self.domain in ("sensor", "binary_sensor") and self.state_topic is None:
+            raise ValueError(f"a {self.domain} needs `state_topic` (where it tells its state)")
+        return self
+
+
+class IntentSettings(Section):
+    """Requests Tektra acts on itself, with Home Assistant's sentence templates, before and
+    instead of the model."""
+
+    enabled: bool = True
+    language: str | None = None
+    """Language of the sentence templates; `[stt] language` (else English) when unset."""
+    command_timeout_s: float = Field(5.0, gt=0.0, le=60.0)
+    """How long a device command may take to reach the broker before the reply says it failed."""
+    hermes: bool = False
+    """Also publish each handled intent on Rhasspy's `hermes/intent/<name>`, for Node-RED flows
+    written for Rhasspy."""
 
 
 class LlamaCppSettings(Section):
@@ -411,6 +490,8 @@ class TektraConfig(Section):
     media: MediaSettings = MediaSettings()
     metrics: MetricsSettings = MetricsSettings()
     wyoming: WyomingSettings = WyomingSettings()
+    entities: list[EntitySettings] = []
+    intents: IntentSettings = IntentSettings()
 
     def model(self, model_id: str) -> ModelEntry | None:
         return next((m for m in self.models if m.id == model_id), None)

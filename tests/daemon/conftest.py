@@ -216,12 +216,15 @@ def echo_config(
     delay_s: float = 0.0,
     audio: str = "none",
     tts: str = 'engine = "none"',
+    intents: bool = False,
 ) -> str:
     """A models.toml answering with the test backend ("You said: …"), no microphone, silent
-    unless `tts` says otherwise."""
+    unless `tts` says otherwise. Intents are off unless asked for: "turn on the lamp" would
+    otherwise be answered honestly ("I don't know a device called lamp") instead of echoed."""
     return (
         f'[daemon]\nsocket = "{socket_path}"\nnode_id = "testnode"\n'
         f"{extra}"
+        f"[intents]\nenabled = {'true' if intents else 'false'}\n"
         f'[audio]\nsource = "{audio}"\n'
         f"[tts]\n{tts}\n"
         f"[mqtt]\n{mqtt}\n"
@@ -315,10 +318,13 @@ def make_daemon(
         audio: str = "none",
         tts: str = 'engine = "none"',
         start: bool = True,
+        intents: bool = False,
     ) -> Daemon:
         config = tmp_path / "models.toml"
         sock = short_dir / "tektra.sock"
-        text = echo_config(sock, mqtt, extra=extra, delay_s=delay_s, audio=audio, tts=tts)
+        text = echo_config(
+            sock, mqtt, extra=extra, delay_s=delay_s, audio=audio, tts=tts, intents=intents
+        )
         config.write_text(text)
         # The embedded broker's logins go to a state directory of the test's own.
         daemon = Daemon(config, sock, plugin_site, {"XDG_STATE_HOME": str(tmp_path / "state")})

@@ -1,0 +1,1 @@
+"""Requests Tektra understands and carries out itself, before and instead of the model."""
