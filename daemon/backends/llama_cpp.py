@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import os
 import threading
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -33,9 +34,12 @@ from daemon.config.schema import LlamaCppSettings
 from daemon.errors import BackendError, BackendLoadError
 from daemon.gguf_header import estimate_mb
 from daemon.templates import Message, guess_family, template
+from daemon.user_templates import source_of
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
+
+log = logging.getLogger(__name__)
 
 Formatter = Callable[[Sequence[Message]], tuple[str, tuple[str, ...], bool]]
 """messages -> (prompt text, stop sequences, whether the tokenizer should add BOS)."""
@@ -84,6 +88,17 @@ class LlamaCppBackend(EngineBackend):
         assert spec.path is not None
         handler = None
         try:
+            user_template = source_of(spec.chat_template) if spec.chat_template else None
+        except OSError as exc:
+            raise BackendLoadError(
+                self.name, f"cannot read template '{spec.template}': {exc.strerror or exc}"
+            ) from exc
+        if user_template is not None and spec.mmproj is not None:
+            # llama.cpp's multimodal handler writes its own prompt; never drop the user's quietly.
+            raise BackendLoadError(
+                self.name, f"template '{spec.template}' cannot be used with an mmproj model"
+            )
+        try:
             if spec.mmproj is not None:
                 from llama_cpp.llama_chat_format import MTMDChatHandler
 
@@ -103,7 +118,11 @@ class LlamaCppBackend(EngineBackend):
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise BackendLoadError(self.name, f"cannot load {spec.path}: {exc}") from exc
-        return _Loaded(llm, _formatter(llm, spec.template), threading.Lock(), handler is not None)
+        if user_template is not None:
+            form = _jinja_formatter(llm, user_template)
+        else:
+            form = _formatter(llm, spec.template)
+        return _Loaded(llm, form, threading.Lock(), handler is not None)
 
     async def unload(self, model_id: str) -> None:
         loaded = self._models.pop(model_id, None)
@@ -164,6 +183,7 @@ def _generate(
     emit: Emit,
     cancel: threading.Event,
 ) -> None:
+    import jinja2
     import llama_cpp
 
     params = request.params
@@ -180,7 +200,13 @@ def _generate(
                 messages=openai_messages(request), stop=list(params.stop) or None, **sampling
             )
         else:
-            prompt, stops, add_bos = loaded.format(request.messages)
+            try:
+                prompt, stops, add_bos = loaded.format(request.messages)
+            except (jinja2.TemplateError, ValueError, TypeError) as exc:
+                # A Jinja template's own raise_exception(), or one that fails on these turns.
+                raise BackendError("llama_cpp", f"the chat template failed: {exc}") from exc
+            # The whole prompt, so a user writing a template can see what it renders.
+            log.debug("prompt: %r", prompt)
             tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True)
             stats.prompt_tokens = len(tokens)
             stop = list(dict.fromkeys(stops + params.stop))

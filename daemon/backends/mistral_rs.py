@@ -75,6 +75,11 @@ class MistralRsBackend(EngineBackend):
     async def load(self, spec: ModelSpec) -> None:
         if spec.path is None or not spec.path.is_file():
             raise BackendLoadError(self.name, f"model '{spec.id}' has no local GGUF file")
+        if spec.chat_template is not None:
+            # Rather than answer with another template than the one the user wrote.
+            raise BackendLoadError(
+                self.name, f"template '{spec.template}' from [templates] is used by llama_cpp only"
+            )
         async with self._load_lock:
             if spec.id not in self._models:
                 runner = await asyncio.to_thread(self._open, spec)

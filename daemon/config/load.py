@@ -180,6 +180,14 @@ def _with_absolute_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
             k: absolute(v) if k in files and isinstance(v, str) and v else v
             for k, v in mqtt.items()
         }
+    templates = out.get("templates")
+    if isinstance(templates, dict):
+        out["templates"] = {
+            name: {**t, "file": absolute(t["file"])}
+            if isinstance(t, dict) and isinstance(t.get("file"), str)
+            else t
+            for name, t in templates.items()
+        }
     audio = out.get("audio")
     if isinstance(audio, dict) and isinstance(audio.get("source"), str):
         prefix, _, wav = audio["source"].partition(":")

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Capability = Literal["text", "image", "audio", "video"]
-TemplateName = Literal["auto", "gemma", "llama3", "mistral", "chatml", "qwen", "phi"]
+FAMILY_TEMPLATES = ("auto", "gemma", "llama3", "mistral", "chatml", "qwen", "phi")
 BUILTIN_BACKENDS = ("llama_cpp", "mistral_rs", "ollama", "openai")
 
 
@@ -300,8 +300,9 @@ class ModelEntry(Section):
     source: ModelSource
     backend_preferences: list[str] = []
     """Backends to try in order; `[backends].default` when empty."""
-    template: TemplateName = "auto"
-    """`auto` uses the chat template inside the model file; a family name forces ours."""
+    template: str = "auto"
+    """`auto` uses the chat template inside the model file; a family name (FAMILY_TEMPLATES)
+    forces ours; the name of a `[templates]` table uses that one."""
     context_length: int = Field(4096, ge=256, le=1_048_576)
     capabilities: list[Capability] = ["text"]
     memory_mb: int | None = Field(None, ge=1)
@@ -328,6 +329,22 @@ BUILTIN_PRESETS: dict[str, dict[str, object]] = {
 }
 
 
+class TemplateSource(Section):
+    """A chat template a user wrote, in Jinja as Hugging Face and llama.cpp read it: exactly one
+    of `source` and `file`."""
+
+    source: str | None = None
+    """The template itself."""
+    file: str | None = None
+    """A file holding the template; relative to models.toml."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TemplateSource:
+        if (self.source is None) == (self.file is None):
+            raise ValueError("give exactly one of source, file")
+        return self
+
+
 class MemoryLimits(Section):
     total_mb: int = Field(4096, ge=64)
     """All loaded models together stay under this; least recently used ones are unloaded to fit."""
@@ -346,6 +363,8 @@ class TektraConfig(Section):
     backends: BackendsSettings = BackendsSettings()
     models: list[ModelEntry] = []
     presets: dict[str, Preset] = {}
+    templates: dict[str, TemplateSource] = {}
+    """Chat templates by name, for a model's `template`."""
     memory_limits: MemoryLimits = MemoryLimits()
     media: MediaSettings = MediaSettings()
 

@@ -296,6 +296,7 @@ class UnifiedModelManager:
             capabilities=frozenset(model.capabilities),
             mmproj=source.mmproj,
             hf_config=source.hf_config,
+            chat_template=self.config.templates.get(model.template),
         )
 
     async def _ensure_loaded(self, model: ModelEntry, name: str) -> Backend:

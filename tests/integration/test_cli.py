@@ -62,8 +62,8 @@ def test_validate_lists_every_error_with_its_key_path_and_fails() -> None:
     assert result.stdout.splitlines() == [
         f"{broken}: 2 error(s)",
         "  backends.llama_cpp.n_threads: must be at least 1 (got 0)",
-        "  models[0].template: must be one of 'auto', 'gemma', 'llama3', 'mistral', 'chatml', "
-        "'qwen' or 'phi' (got 'vicuna')",
+        "  models[0].template: no template 'vicuna' (built-in or in [templates]: 'auto', "
+        "'gemma', 'llama3', 'mistral', 'chatml', 'qwen', 'phi')",
     ]
 
 

@@ -54,8 +54,8 @@ EXPECTED: dict[str, list[str]] = {
     "not_toml": ["not valid TOML: Illegal character '\\n' (at line 2, column 19)"],
     "several_errors": [
         "backends.llama_cpp.n_threads: must be at least 1 (got 0)",
-        "models[0].template: must be one of 'auto', 'gemma', 'llama3', 'mistral', 'chatml', "
-        "'qwen' or 'phi' (got 'vicuna')",
+        "models[0].template: no template 'vicuna' (built-in or in [templates]: 'auto', "
+        "'gemma', 'llama3', 'mistral', 'chatml', 'qwen', 'phi')",
     ],
 }
 
