@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Capability = Literal["text", "image", "audio", "video"]
 FAMILY_TEMPLATES = ("auto", "gemma", "llama3", "mistral", "chatml", "qwen", "phi")
-BUILTIN_BACKENDS = ("llama_cpp", "mistral_rs", "ollama", "openai")
+DEFAULT_ORDER = ("llama_cpp", "mistral_rs", "ollama", "openai")
+# anthropic is not in the default order: only a model that names it sends conversations there.
+BUILTIN_BACKENDS = (*DEFAULT_ORDER, "anthropic")
 
 
 class Section(BaseModel):
@@ -215,6 +217,19 @@ class OpenAISettings(Section):
     timeout_s: float = Field(120.0, gt=0.0)
 
 
+class AnthropicSettings(Section):
+    enabled: bool = False
+    """Off by default: it sends conversations to Anthropic's servers."""
+    base_url: str | None = None
+    """Where the Messages API is served; Anthropic's own when unset."""
+    api_key_env: str = "ANTHROPIC_API_KEY"
+    """Name of the environment variable holding the key (never the key itself)."""
+    timeout_s: float = Field(120.0, gt=0.0)
+    sampling: bool = False
+    """Send the preset's temperature, top_p and top_k; newer models refuse them, so by default
+    only max_tokens is sent."""
+
+
 class PluginBackendSettings(BaseModel):
     """Settings of a backend that came from a plugin and declared no settings model of its own."""
 
@@ -225,7 +240,7 @@ class PluginBackendSettings(BaseModel):
 class BackendsSettings(Section):
     # Extra keys are tables of plugin backends; `checks` rejects any that no installed plugin owns.
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
-    default: list[str] = list(BUILTIN_BACKENDS)
+    default: list[str] = list(DEFAULT_ORDER)
     """Order tried for a model that states no `backend_preferences`."""
     failure_threshold: int = Field(3, ge=1, le=100)
     """Consecutive failures after which a backend rests for `cooldown_s`."""
@@ -234,6 +249,7 @@ class BackendsSettings(Section):
     mistral_rs: MistralRsSettings = MistralRsSettings()
     ollama: OllamaSettings = OllamaSettings()
     openai: OpenAISettings = OpenAISettings()
+    anthropic: AnthropicSettings = AnthropicSettings()
 
     def enabled(self, name: str) -> bool:
         """Whether `[backends.<name>]` lets the backend run; a plugin with no table is enabled."""
@@ -269,7 +285,8 @@ class ModelSource(Section):
     ollama: str | None = None
     """An Ollama tag such as `gemma3n:e4b`; the Ollama server owns the weights."""
     served: str | None = None
-    """The name an OpenAI-compatible server (vLLM, llama.cpp server, LM Studio) serves it under."""
+    """The name an OpenAI-compatible server (vLLM, llama.cpp server, LM Studio) serves it under,
+    or Anthropic's model name."""
     file: str | None = None
     """File inside `package` or `hf` (required there, meaningless elsewhere)."""
     revision: str | None = None

@@ -12,7 +12,7 @@ from daemon.model_sources import package_dir
 
 CONFIGS = Path(__file__).parents[2] / "fixtures" / "configs"
 BROKEN = CONFIGS / "broken"
-KNOWN = "known: llama_cpp, mistral_rs, ollama, openai"
+KNOWN = "known: anthropic, llama_cpp, mistral_rs, ollama, openai"
 
 EXPECTED: dict[str, list[str]] = {
     "unknown_key": ["daemon.nod_id: unknown key (did you mean 'node_id'?)"],
