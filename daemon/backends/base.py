@@ -39,6 +39,8 @@ class ModelSpec:
     """The original model's config directory, for engines that need it (mistral.rs, multimodal)."""
     chat_template: TemplateSource | None = None
     """The user's Jinja template (`[templates.<template>]`), which the engine must use."""
+    device: str | None = None
+    """The model's own `device` (auto, cpu, cuda, metal); None: the backend's."""
 
 
 @dataclass(frozen=True)
@@ -209,4 +211,9 @@ class EngineBackend:
         log.warning("%s: the preset's %s = %r is not applied: %s", self.name, setting, value, why)
 
     def count_tokens(self, model_id: str, text: str) -> int | None:
+        return None
+
+    def device_of(self, spec: ModelSpec) -> str | None:
+        """Where the model runs (`cpu`, `cuda`, `metal`), loaded or not; None where a server
+        decides. Raises BackendLoadError when the device it asks for is not here."""
         return None

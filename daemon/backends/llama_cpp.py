@@ -31,6 +31,7 @@ from daemon.backends.base import (
 )
 from daemon.backends.threaded import Emit, stream_from_thread
 from daemon.config.schema import LlamaCppSettings
+from daemon.devices import DeviceUnavailable, attempts, choose, llama_cpp_gpu
 from daemon.errors import BackendError, BackendLoadError
 from daemon.gguf_header import estimate_mb
 from daemon.templates import Message, guess_family, template
@@ -52,6 +53,8 @@ class _Loaded:
     lock: threading.Lock
     multimodal: bool = False
     """Loaded with an mmproj: prompts go through llama.cpp's multimodal chat handler."""
+    device: str = "cpu"
+    """Where it runs: `cpu`, `cuda` or `metal`."""
 
 
 class LlamaCppBackend(EngineBackend):
@@ -83,10 +86,7 @@ class LlamaCppBackend(EngineBackend):
                 self._models[spec.id] = await asyncio.to_thread(self._open, spec)
 
     def _open(self, spec: ModelSpec) -> _Loaded:
-        from llama_cpp import Llama
-
         assert spec.path is not None
-        handler = None
         try:
             user_template = source_of(spec.chat_template) if spec.chat_template else None
         except OSError as exc:
@@ -98,31 +98,63 @@ class LlamaCppBackend(EngineBackend):
             raise BackendLoadError(
                 self.name, f"template '{spec.template}' cannot be used with an mmproj model"
             )
-        try:
-            if spec.mmproj is not None:
-                from llama_cpp.llama_chat_format import MTMDChatHandler
-
-                handler = MTMDChatHandler(
-                    clip_model_path=str(spec.mmproj),
-                    verbose=False,
-                    use_gpu=self._settings.n_gpu_layers != 0,
-                )
-            llm = Llama(
-                model_path=str(spec.path),
-                n_ctx=spec.context_length,
-                n_threads=self._settings.n_threads or os.cpu_count() or 1,
-                n_batch=self._settings.n_batch,
-                n_gpu_layers=self._settings.n_gpu_layers,
-                chat_handler=handler,
-                verbose=False,
-            )
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise BackendLoadError(self.name, f"cannot load {spec.path}: {exc}") from exc
+        llm, handler, device = self._load_on_device(spec)
         if user_template is not None:
             form = _jinja_formatter(llm, user_template)
         else:
             form = _formatter(llm, spec.template)
-        return _Loaded(llm, form, threading.Lock(), handler is not None)
+        return _Loaded(llm, form, threading.Lock(), handler is not None, device)
+
+    def _load_on_device(self, spec: ModelSpec) -> tuple[Llama, Any, str]:
+        """The model loaded where its `device` says, with the device it ended up on."""
+        device = self.device_of(spec)
+        tries = attempts(device, spec.device or self._settings.device)
+        for n, attempt in enumerate(tries, start=1):
+            try:
+                llm, handler = self._llama(spec, attempt)
+            except (ValueError, RuntimeError, OSError) as exc:
+                if n == len(tries):
+                    raise BackendLoadError(self.name, f"cannot load {spec.path}: {exc}") from exc
+                # device = "auto": a GPU that fails to take the model leaves the CPU to it.
+                log.warning(
+                    "%s: loading on %s failed (%s); loading on the CPU", spec.id, attempt, exc
+                )
+                continue
+            return llm, handler, attempt
+        raise AssertionError("attempts() is never empty")
+
+    def _llama(self, spec: ModelSpec, device: str) -> tuple[Llama, Any]:
+        from llama_cpp import Llama
+
+        on_gpu = device != "cpu"
+        handler = None
+        if spec.mmproj is not None:
+            from llama_cpp.llama_chat_format import MTMDChatHandler
+
+            handler = MTMDChatHandler(
+                clip_model_path=str(spec.mmproj), verbose=False, use_gpu=on_gpu
+            )
+        llm = Llama(
+            model_path=str(spec.path),
+            n_ctx=spec.context_length,
+            n_threads=self._settings.n_threads or os.cpu_count() or 1,
+            n_batch=self._settings.n_batch,
+            n_gpu_layers=self._settings.n_gpu_layers if on_gpu else 0,
+            chat_handler=handler,
+            verbose=False,
+        )
+        return llm, handler
+
+    def device_of(self, spec: ModelSpec) -> str:
+        """Where the model runs once loaded (or would run); BackendLoadError when its explicit
+        device is not here."""
+        loaded = self._models.get(spec.id)
+        if loaded is not None:
+            return loaded.device
+        try:
+            return choose(spec.device or self._settings.device, llama_cpp_gpu(), "llama.cpp")
+        except DeviceUnavailable as exc:
+            raise BackendLoadError(self.name, str(exc)) from exc
 
     async def unload(self, model_id: str) -> None:
         loaded = self._models.pop(model_id, None)

@@ -28,6 +28,7 @@ from daemon.backends.base import (
 )
 from daemon.backends.threaded import Emit, stream_from_thread
 from daemon.config.schema import MistralRsSettings
+from daemon.devices import DeviceUnavailable, choose, mistral_rs_build
 from daemon.errors import BackendError, BackendLoadError
 from daemon.gguf_header import estimate_mb
 from daemon.templates import template
@@ -41,6 +42,8 @@ class _Loaded:
     family: str
     """`auto` (the GGUF's own chat template) or the family whose prompt we render ourselves."""
     lock: threading.Lock
+    device: str
+    """Where it runs: `cpu`, `cuda` or `metal` (the build's)."""
 
 
 class MistralRsBackend(EngineBackend):
@@ -82,8 +85,9 @@ class MistralRsBackend(EngineBackend):
             )
         async with self._load_lock:
             if spec.id not in self._models:
+                device = await asyncio.to_thread(self.device_of, spec)
                 runner = await asyncio.to_thread(self._open, spec)
-                self._models[spec.id] = _Loaded(runner, spec.template, threading.Lock())
+                self._models[spec.id] = _Loaded(runner, spec.template, threading.Lock(), device)
 
     def _open(self, spec: ModelSpec) -> Any:
         assert spec.path is not None
@@ -101,6 +105,25 @@ class MistralRsBackend(EngineBackend):
             return Runner(which=which, token_source="none", max_seqs=4)  # type: ignore[arg-type]
         except (ValueError, RuntimeError, OSError) as exc:
             raise BackendLoadError(self.name, f"cannot load {spec.path}: {exc}") from exc
+
+    def device_of(self, spec: ModelSpec) -> str:
+        """Where the model runs: fixed by the installed build of mistral.rs (its Python API has
+        no device choice), so an explicit device the build does not run on is a load error."""
+        loaded = self._models.get(spec.id)
+        if loaded is not None:
+            return loaded.device
+        dist, gpu = mistral_rs_build()
+        wanted = spec.device or self._settings.device
+        if wanted == "cpu" and gpu is not None:
+            raise BackendLoadError(
+                self.name,
+                f'device = "cpu", but the installed mistral.rs build ({dist}) runs on {gpu}; '
+                "install the CPU build (mistralrs) or choose the llama_cpp backend",
+            )
+        try:
+            return choose(wanted, gpu, f"mistral.rs ({dist})")
+        except DeviceUnavailable as exc:
+            raise BackendLoadError(self.name, str(exc)) from exc
 
     async def unload(self, model_id: str) -> None:
         loaded = self._models.pop(model_id, None)

@@ -69,7 +69,17 @@ def _backends(
 ) -> list[ConfigIssue]:
     if backends is None:
         return []
-    issues = [
+    issues: list[ConfigIssue] = []
+    llama = backends.llama_cpp
+    if llama.n_gpu_layers == 0 and llama.device != "cpu" and reported.ok("backends.llama_cpp"):
+        issues.append(
+            ConfigIssue(
+                "backends.llama_cpp.n_gpu_layers",
+                f'0 offloads no layer to the GPU that device = "{llama.device}" allows; write '
+                'device = "cpu" to run on the CPU',
+            )
+        )
+    issues += [
         ConfigIssue(f"backends.default[{i}]", unknown_backend(name, known))
         for i, name in enumerate(backends.default)
         if name not in known and reported.ok("backends.default")

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from daemon import devices
 from daemon.config import legacy
 from daemon.config.checks import cross_check
 from daemon.config.partial import SECTIONS, Reported, did_you_mean, toml_type, validate
@@ -124,6 +125,7 @@ def inspect_text(text: str, base_dir: Path, known_backends: Iterable[str] = ()) 
         if key not in raw and key != "models":  # absent sections take their defaults in checks
             sections[key] = field.get_default(call_default_factory=True)
     issues.extend(cross_check(raw, sections, set(known_backends), Reported(issues)))
+    notes += devices.config_notes(sections)
     if issues:
         return Checked(None, issues, notes)
     return Checked(TektraConfig.model_validate(raw), [], notes)

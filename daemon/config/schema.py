@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Capability = Literal["text", "image", "audio", "video"]
+Device = Literal["auto", "cpu", "cuda", "metal"]
+"""Where an in-process engine runs a model (see `daemon.devices`)."""
 FAMILY_TEMPLATES = ("auto", "gemma", "llama3", "mistral", "chatml", "qwen", "phi")
 DEFAULT_ORDER = ("llama_cpp", "mistral_rs", "ollama", "openai")
 # anthropic is not in the default order: only a model that names it sends conversations there.
@@ -192,12 +194,17 @@ class LlamaCppSettings(Section):
     n_threads: int | None = Field(None, ge=1, le=1024)
     """CPU threads for generation; all cores when unset."""
     n_batch: int = Field(512, ge=8, le=65_536)
-    n_gpu_layers: int = Field(0, ge=-1)
+    device: Device = "auto"
+    """`auto` (the GPU when llama.cpp has one, else the CPU), `cpu`, `cuda` or `metal`."""
+    n_gpu_layers: int = Field(-1, ge=-1)
+    """Layers offloaded when a model runs on a GPU (-1: all); `device = "cpu"` offloads none."""
 
 
 class MistralRsSettings(Section):
     enabled: bool = False
-    device: Literal["cpu", "cuda", "metal"] = "cpu"
+    device: Device = "auto"
+    """`auto`, `cpu`, `cuda` or `metal`; mistral.rs runs where its build does (`mistralrs`: the
+    CPU, `mistralrs-cuda` / `mistralrs-metal`: that GPU), and any other is a load error."""
     threads: int | None = Field(None, ge=1, le=1024)
     """CPU threads (RAYON_NUM_THREADS, fixed at the first load); all cores but one when unset."""
 
@@ -326,6 +333,8 @@ class ModelEntry(Section):
     """Overrides the estimate (file size + context) used against `[memory_limits]`."""
     stop: list[str] = []
     """Extra stop sequences on top of the template's own."""
+    device: Device | None = None
+    """Where llama.cpp or mistral.rs runs this model; the backend's `device` when unset."""
 
 
 class Preset(Section):
