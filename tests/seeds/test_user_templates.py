@@ -14,8 +14,9 @@ import pytest
 
 from daemon.backends.base import GenerationParams, GenerationRequest, GenerationStats, ModelSpec
 from daemon.backends.llama_cpp import LlamaCppBackend
+from daemon.backends.mistral_rs import MistralRsBackend
 from daemon.config.load import check_file, load_config
-from daemon.config.schema import LlamaCppSettings, TemplateSource
+from daemon.config.schema import LlamaCppSettings, MistralRsSettings, TemplateSource
 from daemon.errors import BackendLoadError
 from daemon.templates import Message
 from tests.conftest import SMOLLM2_SOURCE
@@ -171,3 +172,28 @@ async def test_llama_cpp_refuses_to_load_with_a_template_file_that_is_gone(
         "llama_cpp: cannot read template 'marked': No such file or directory"
     )
     assert engine.loaded_ids() == []
+
+
+async def test_mistral_rs_answers_through_the_users_inline_template(smollm2_path: Path) -> None:
+    from llama_cpp import Llama
+
+    engine = MistralRsBackend(MistralRsSettings(threads=1))
+    await engine.load(spec(smollm2_path, TemplateSource(source=MARKED_CHATML)))
+    request = GenerationRequest(
+        (Message("system", "You are Tektra."), Message("user", "What is the capital of France?")),
+        GenerationParams(max_tokens=8, temperature=0.0),
+    )
+    stats = GenerationStats()
+    try:
+        answer = "".join([c async for c in engine.generate("smollm2", request, stats)])
+    finally:
+        await engine.close()
+    expected = (
+        "<|im_start|>system\n[custom template]\nYou are Tektra.<|im_end|>\n"
+        "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    vocab = Llama(str(smollm2_path), vocab_only=True, verbose=False)
+    # mistral.rs counts the prompt it rendered: exactly the tokens of the template's text.
+    assert stats.prompt_tokens == len(vocab.tokenize(expected.encode(), False, special=True))
+    assert answer.strip()
