@@ -16,11 +16,10 @@ from __future__ import annotations
 import functools
 import platform
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any
 
 from daemon.errors import ConfigIssue
 
-Device = Literal["auto", "cpu", "cuda", "metal"]
 GPU_NAME = {"cuda": "an NVIDIA GPU (CUDA)", "metal": "an Apple Silicon GPU (Metal)"}
 
 
@@ -35,7 +34,8 @@ def platform_gpu() -> str:
 
 
 def choose(wanted: str, gpu: str | None, engine: str) -> str:
-    """Where a model runs: `wanted` (a Device) given the engine's usable GPU (None: none)."""
+    """Where a model runs: `wanted` (a `daemon.config.schema.Device`) given the GPU the engine
+    can use here (None: none)."""
     if wanted == "cpu":
         return "cpu"
     if wanted == "auto":

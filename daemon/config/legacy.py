@@ -1,12 +1,13 @@
 """The original Tektra's spelling of models.toml, read where its meaning is clear.
 
 The seed documents wrote `multimodal = true`, `[backends.enhanced_ollama]` with `host` and `port`,
-and Ollama models named only by their id. (Their `device = "metal"` is today's spelling too:
-`daemon.devices` notes it on a machine without Metal, and a model asked to run there does not
-load.) Files written that way load: each
-old spelling is rewritten to today's before validation and leaves a note naming the new spelling
-(shown by `tektra validate`, logged by the daemon). Where the old meaning is ambiguous the rewrite
+and Ollama models named only by their id. Files written that way load: each old spelling is
+rewritten to today's before validation and leaves a note naming the new spelling (shown by
+`tektra validate`, logged by the daemon). Where the old meaning is ambiguous the rewrite
 stops and an error says what to write instead.
+
+Their `device = "metal"` is today's spelling too: `daemon.devices` notes it on a machine without
+Metal, and a model asked to run there does not load (rather than run on the CPU unasked).
 """
 
 from __future__ import annotations
