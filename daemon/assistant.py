@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from daemon.backends.registry import BackendRegistry
 from daemon.config.load import check_file
@@ -62,6 +63,20 @@ class Reloaded:
     """Commands whose effect ended, each with why."""
 
 
+@dataclass(eq=False)
+class _Running:
+    """An answer asked for and not finished yet: waiting for its turn, or streaming."""
+
+    id: RequestId
+    stop: ShuttingDown | None = None
+    """Set when it was stopped: None for a `cancel` command, the error for a shutdown."""
+    stopped: bool = False
+    streaming: bool = False
+    """Its turn came: it is the answer running now."""
+    task: asyncio.Future[Any] | None = None
+    """What it awaits: its turn, then the streaming (cancelling that stops the engine)."""
+
+
 class Assistant:
     """The daemon's one answering path, its state, and its configuration."""
 
@@ -83,7 +98,10 @@ class Assistant:
         self.muted = False
         """The one record of mute; whoever applies it (the microphone) listens in `on_muted`."""
         self.on_muted: list[Callable[[bool], None]] = []
+        self.loading: str | None = None
+        """The model being loaded as the default, while it loads."""
         self.answers = 0
+        self._running: list[_Running] = []
         self._lock = asyncio.Lock()  # one answer (or reload) at a time
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -120,21 +138,18 @@ class Assistant:
             self.bus.publish(StateChanged(state, detail))
 
     def set_problem(self, source: str, problem: str | None) -> None:
-        """A lost device (or a model that would not load) makes the resting state `error`
-        until `source` reports back with None."""
+        """A lost device or a model that would not load, until `source` reports back with None.
+
+        Problems are facts of their own (`status` lists them); they do not change the resting
+        state: a headless machine without a microphone still answers text and rests `idle`."""
         if problem is None:
             self.problems.pop(source, None)
         else:
             self.problems[source] = problem
-        if self.state in ("idle", "error"):
-            self.settle()
 
     def settle(self) -> None:
-        """Back to rest: `idle`, or `error` while a problem lasts."""
-        if self.problems:
-            self.set_state("error", "; ".join(self.problems.values()))
-        else:
-            self.set_state("idle")
+        """Back to rest: `idle`."""
+        self.set_state("idle")
 
     def set_muted(self, muted: bool) -> None:
         self.muted = muted
@@ -159,31 +174,52 @@ class Assistant:
         before this one (speech-to-text) that go into the response's `timings_ms`."""
         self._in_flight += 1
         self._idle.clear()
+        running = _Running(request_id)
+        self._running.append(running)
         try:
             if self._closing:
                 raise ShuttingDown("the daemon is shutting down; ask again when it is back")
-            async with self._lock:
-                done = await self._answer(request_id, query, on_chunk, transcript)
+            if await self._wait_turn(running):
+                try:
+                    done = await self._answer(running, query, on_chunk, transcript)
+                finally:
+                    self._lock.release()
+            elif running.stop is not None:
+                raise ShuttingDown(running.stop.message)
+            else:  # cancelled while it waited: the answer running now keeps the state
+                done = ResponseDone(request_id, "", "", "", "cancelled", 0, 0)
         except TektraError as exc:
             self.bus.publish(ErrorRaised(request_id, exc.code, exc.message))
             raise
         finally:
+            self._running.remove(running)
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
         if stages_ms:
             done = dataclasses.replace(done, timings_ms={**stages_ms, **done.timings_ms})
         self.bus.publish(done)
-        self.settle()
+        if running.streaming:
+            self.settle()
         return done
 
+    async def _wait_turn(self, running: _Running) -> bool:
+        """Take the answering lock; False if the answer was stopped while it waited."""
+        turn = running.task = asyncio.ensure_future(self._lock.acquire())
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._lock.release()  # granted just as our caller was cancelled
+            if not running.stopped or _caller_cancelled():
+                raise
+            return False
+        return True
+
     async def _answer(
-        self,
-        request_id: RequestId,
-        query: Query,
-        on_chunk: ChunkSink | None,
-        transcript: str | None,
+        self, running: _Running, query: Query, on_chunk: ChunkSink | None, transcript: str | None
     ) -> ResponseDone:
+        request_id = running.id
         if transcript is not None:
             self.bus.publish(TranscriptReady(request_id, transcript))
         self.set_state("thinking")
@@ -191,7 +227,9 @@ class Assistant:
         first: float | None = None
         seq = 0
         answer = self.manager.answer(query)
-        try:
+
+        async def stream() -> None:
+            nonlocal first, seq
             async for chunk in answer:
                 if first is None:
                     first = time.monotonic()
@@ -200,9 +238,23 @@ class Assistant:
                 seq += 1
                 if on_chunk is not None:
                     on_chunk(chunk)
+
+        try:
+            running.streaming = True
+            # A task of its own, so `stop` can end the engine's stream without ending the caller
+            # (a connection, the voice pipeline), which then reports how the answer ended.
+            running.task = asyncio.create_task(stream(), name=f"answer {request_id}")
+            await running.task
+        except asyncio.CancelledError:
+            self.settle()
+            if not running.stopped or _caller_cancelled():
+                raise
         except BaseException:
             self.settle()
             raise
+        if running.stop is not None:
+            self.settle()
+            raise ShuttingDown(running.stop.message)
         total = time.monotonic() - started
         timings = {f"engine_{k}": v for k, v in answer.stats.timings_ms.items()}
         timings["first_chunk"] = round(((first or started) - started) * 1000, 1)
@@ -212,7 +264,7 @@ class Assistant:
             text=answer.text,
             model=answer.model_id,
             backend=answer.backend,
-            finish_reason=answer.stats.finish_reason,
+            finish_reason="cancelled" if running.stopped else answer.stats.finish_reason,
             prompt_tokens=answer.stats.prompt_tokens,
             completion_tokens=answer.stats.completion_tokens,
             timings_ms=timings,
@@ -220,11 +272,39 @@ class Assistant:
         self.answers += 1
         return done
 
+    def stop(
+        self, target: RequestId | None = None, *, reason: ShuttingDown | None = None
+    ) -> list[RequestId]:
+        """Stop the answer streaming now, or every answer (running or waiting) with request id
+        `target`; the engine stops with it. Each ends with `finish_reason` `cancelled`, or with
+        `reason` raised (a shutdown). Returns the ids of the answers stopped."""
+        if target is None:
+            chosen = [r for r in self._running if r.streaming]
+        else:
+            # `1` and `"1"` name the same request: a client may not keep the id's type.
+            chosen = [r for r in self._running if str(r.id) == str(target)]
+        # An answer that already finished streaming is not "cancelled": it is complete.
+        chosen = [r for r in chosen if r.task is None or r.task.cancel()]
+        for running in chosen:
+            running.stopped, running.stop = True, reason
+        return [r.id for r in chosen]
+
+    def stop_all(self, reason: ShuttingDown) -> int:
+        """Stop every answer, running or waiting (a shutdown); returns how many."""
+        ids = {running.id for running in self._running}
+        return sum(len(self.stop(request_id, reason=reason)) for request_id in ids)
+
     # --- models and configuration ------------------------------------------------------------
 
     async def load_model(self, model_id: str, backend: str | None = None) -> str:
         async with self._lock:
-            name = await self.manager.load_model(model_id, backend)
+            self.loading = model_id
+            self.set_state("loading", f"model {model_id}")
+            try:
+                name = await self.manager.load_model(model_id, backend)
+            finally:
+                self.loading = None
+                self.settle()
         self.set_problem("model", None)
         self.bus.publish(ModelChanged(model_id, name))
         return name
@@ -279,3 +359,10 @@ class Assistant:
 
     async def close(self) -> None:
         await self.manager.close()
+
+
+def _caller_cancelled() -> bool:
+    """Whether the current task itself is being cancelled (not only a task it awaited)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+; 3.10 cannot tell
+    return bool(cancelling is not None and cancelling())

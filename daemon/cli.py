@@ -3,6 +3,9 @@
 `ask`, `models`, `status`, `events` and `listen` talk to the running daemon over its socket.
 `ask` and `models` fall back to running in-process when no daemon is listening, so they work
 without one; `validate`, `models pull` and `service install` are always local.
+
+Exit codes: 0 done, 1 an error (its code and message on stderr), 2 a usage error, 3 `listen`
+heard no speech in the file, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ import asyncio
 import base64
 import json
 import sys
+import time
 import wave
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +39,13 @@ from daemon.socket_server import socket_path
 
 SYSTEM_SOCKET = Path("/run/tektra/tektra.sock")
 PUSH_SECONDS = 0.5  # audio per push_audio request: small lines, steady feed
+HEARD_NOTHING = 3  # `listen`: the file held no speech (exit code)
+
+
+class BadInput(TektraError):
+    """A file named on the command line cannot be used."""
+
+    code = "bad_input"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
                 dry_run=args.print,
                 target=args.target,
             )
+        if args.command == "doctor":  # it reports an invalid configuration as a finding
+            from daemon.doctor import run as doctor
+
+            return doctor(path, args.socket)
         config = load_config(path, BackendRegistry().names())
         sock = args.socket or socket_path(config.daemon)
         if args.socket is None and not sock.exists() and SYSTEM_SOCKET.exists():
@@ -79,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             return _events(sock)
         if args.command == "listen":
             return _listen(sock, args.wav, args.timeout)
+        if args.command == "say":
+            return _say(config, sock, args)
     except ConfigError as exc:
         print(f"{path}: {len(exc.issues)} error(s)", file=sys.stderr)
         for issue in exc.issues:
@@ -94,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tektra", description="Local voice and vision assistant")
+    parser.add_argument("--version", action="version", version=f"tektra {_version()}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--config",
@@ -124,9 +144,17 @@ def _parser() -> argparse.ArgumentParser:
         "listen", parents=[common], help="send a WAV file to the daemon's voice pipeline"
     )
     listen.add_argument("wav", type=Path, help="16-bit PCM WAV (any rate, mono or stereo)")
-    listen.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for answer")
+    listen.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds in all to wait for the answer"
+    )
+    sub.add_parser(
+        "doctor", parents=[common], help="check devices, models, backends, broker, socket, unit"
+    )
     mqtt = sub.add_parser("mqtt", parents=[common], help="the embedded MQTT broker")
     mqtt.add_argument("action", choices=["credentials"], help="print the login for MQTT clients")
+    say = sub.add_parser("say", parents=[common], help="speak a text through the daemon")
+    say.add_argument("text", help="what to say")
+    say.add_argument("--to", type=Path, help="write a WAV file instead (no daemon needed)")
     service = sub.add_parser("service", parents=[common], help="install the service unit")
     service.add_argument("action", choices=["install"])
     service.add_argument("--user", action="store_true", help="a user unit/agent, not a system one")
@@ -136,6 +164,13 @@ def _parser() -> argparse.ArgumentParser:
         "--target", choices=["systemd", "launchd"], help="service manager (default: this OS's)"
     )
     return parser
+
+
+def _version() -> str:
+    try:
+        return version("tektra")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def _validate(path: Path) -> int:
@@ -162,7 +197,7 @@ def _ask(config: TektraConfig, path: Path, sock: Path, args: argparse.Namespace)
     fields: dict[str, Any] = {"text": args.text, "model": args.model, "preset": args.preset}
     if args.session:
         fields["session"] = args.session
-    image = args.image.read_bytes() if args.image else None
+    image = _read_image(args.image) if args.image else None
     client = _connect(sock)
     if client is None:  # no daemon: answer in-process, the same way the daemon would
         return asyncio.run(_ask_locally(config, path, args, image))
@@ -249,6 +284,8 @@ def _listen(sock: Path, wav: Path, timeout_s: float) -> int:
 
 
 def _push_and_wait(sock: Path, pcm: bytes, rate: int, timeout_s: float) -> int:
+    # One deadline for the whole run: a stream of unrelated events must not keep it waiting.
+    deadline = time.monotonic() + timeout_s
     with DaemonClient(sock, timeout_s) as events, DaemonClient(sock, timeout_s) as pusher:
         subscription = events.send("subscribe")
         replies = events.replies(subscription)
@@ -257,19 +294,36 @@ def _push_and_wait(sock: Path, pcm: bytes, rate: int, timeout_s: float) -> int:
         for start in range(0, len(pcm), step):
             piece = base64.b64encode(pcm[start : start + step]).decode()
             last = start + step >= len(pcm)
+            pusher.set_timeout(_time_left(deadline))
             pusher.call("push_audio", pcm=piece, sample_rate=rate, end=last)
-        return _print_voice_answer(replies)
+        events.set_timeout(_time_left(deadline))
+        return _print_voice_answer(replies, lambda: events.set_timeout(_time_left(deadline)))
 
 
-def _print_voice_answer(replies: Any) -> int:
+def _time_left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError
+    return left
+
+
+def _print_voice_answer(replies: Any, next_read: Callable[[], None]) -> int:
+    """Print the first transcript and its answer; `next_read()` bounds the wait for each line."""
     query_id = None
+    utterances: int | None = None  # in the pushed audio, once it was segmented to its end
+    wordless = 0
     for reply in replies:
         kind, data = reply.get("event"), reply.get("data", {})
+        name, fields = data.get("name"), data.get("data", {})
         if kind == "transcript" and query_id is None:
             query_id = data["id"]
             print(f"heard: {data['text']}", flush=True)
-        elif kind == "pipeline" and data.get("name") == "TranscriptIgnored":
-            print(f"heard (not a query: {data['data']['reason']}): {data['data']['text']}")
+        elif kind == "pipeline" and name == "PushedAudioEnded":
+            utterances = fields["utterances"]
+        elif kind == "pipeline" and name == "TranscriptIgnored" and fields["reason"] == "no_words":
+            wordless += 1
+        elif kind == "pipeline" and name == "TranscriptIgnored":
+            print(f"heard (not a query: {fields['reason']}): {fields['text']}")
             return 1
         elif kind == "response" and data.get("id") == query_id:
             print(data["text"])
@@ -277,24 +331,55 @@ def _print_voice_answer(replies: Any) -> int:
         elif kind == "error" and (data.get("id") in (None, query_id)):
             print(f"error [{data['code']}]: {data['message']}", file=sys.stderr)
             return 1
+        if query_id is None and utterances is not None and wordless >= utterances:
+            print("heard nothing")
+            return HEARD_NOTHING
+        next_read()
     return 1
+
+
+def _read_image(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise BadInput(f"cannot read the image {path}: {exc.strerror or exc}") from exc
 
 
 def _read_wav(path: Path) -> tuple[bytes, int]:
     try:
         with wave.open(str(path), "rb") as wav:
             if wav.getsampwidth() != 2:
-                raise TektraError(f"{path}: only 16-bit PCM WAV files can be sent")
+                raise BadInput(f"{path}: only 16-bit PCM WAV files can be sent")
             frames = wav.readframes(wav.getnframes())
             channels, rate = wav.getnchannels(), wav.getframerate()
     except (OSError, wave.Error, EOFError) as exc:
-        raise TektraError(f"{path}: cannot read it as a WAV file: {exc}") from exc
+        raise BadInput(f"{path}: cannot read it as a WAV file: {exc}") from exc
     if channels > 1:
         import numpy as np
 
         samples = np.frombuffer(frames, dtype="<i2").reshape(-1, channels)
         frames = samples.mean(axis=1).astype("<i2").tobytes()
     return frames, rate
+
+
+def _say(config: TektraConfig, sock: Path, args: argparse.Namespace) -> int:
+    if args.to is not None:
+        from daemon.speech.offline import write_speech
+
+        engine, seconds = asyncio.run(write_speech(config.tts, args.text, args.to))
+        print(f"{args.to}: {seconds:g} s spoken by {engine}")
+        return 0
+    client = _connect(sock)
+    if client is None:
+        print("error [unreachable]: no daemon is running (use --to FILE.wav)", file=sys.stderr)
+        return 1
+    with client:
+        said = client.call("say", text=args.text)
+    if said.get("stopped"):
+        print("stopped before the end (a `stop` came)")
+        return 1
+    print(f"said {said['sentences']} sentence(s) in {said['seconds']:g} s with {said['engine']}")
+    return 0
 
 
 def _table(models: list[ModelInfo]) -> str:

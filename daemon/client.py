@@ -56,6 +56,10 @@ class DaemonClient:
         self._file.close()
         self._sock.close()
 
+    def set_timeout(self, timeout_s: float | None) -> None:
+        """Bound the wait for the next reply line (a caller keeps an overall deadline this way)."""
+        self._sock.settimeout(timeout_s)
+
     def send(self, cmd: str, **fields: Any) -> str:
         # Unique, not 1, 2, …: the id also names the answer on the bus and on MQTT.
         request_id = new_request_id("cli")

@@ -23,6 +23,7 @@ from daemon.manager.manager import Query
 from daemon.protocol import (
     Args,
     AskArgs,
+    CancelArgs,
     Envelope,
     LoadModelArgs,
     MicrophoneArgs,
@@ -33,6 +34,7 @@ from daemon.protocol import (
     ProtocolError,
     PushAudioArgs,
     Request,
+    SayArgs,
     SwitchBackendArgs,
     SystemPromptArgs,
     check_args,
@@ -64,6 +66,14 @@ class VoiceControl(Protocol):
     def running(self) -> bool: ...
 
     def set_muted(self, muted: bool) -> None: ...
+
+
+class Speaking(Protocol):
+    """What the daemon needs of its voice (daemon.speech.speaker.Speaker has it)."""
+
+    async def say(self, request_id: RequestId, text: str) -> dict[str, object]: ...
+
+    async def stop(self) -> dict[str, object]: ...
 
 
 class Unavailable(TektraError):
@@ -139,9 +149,11 @@ class Commands:
         *,
         voice: VoiceControl | None = None,
         links: Callable[[], dict[str, Any]] | None = None,
+        speaker: Speaking | None = None,
     ) -> None:
         self.assistant = assistant
         self.voice = voice
+        self.speaker = speaker
         self._links = links or dict
         self._started = time.monotonic()
 
@@ -290,6 +302,7 @@ class Commands:
             "problems": dict(a.problems),
             "muted": a.muted,
             "model": a.model,
+            "loading": a.loading,
             "backend": a.backend,
             "answers": a.answers,
             "conversations": len(a.manager.sessions),
@@ -356,6 +369,22 @@ class Commands:
     async def _microphone(self, args: MicrophoneArgs, _: Call) -> Result:
         return self._set_microphone(args.on)
 
+    async def _cancel(self, args: CancelArgs, _: Call) -> Result:
+        # An empty list says truthfully that nothing was running (a Home Assistant button may be
+        # pressed at any time): not an error.
+        return {"cancelled": self.assistant.stop(args.target)}
+
+    async def _say(self, args: SayArgs, call: Call) -> Result:
+        if self.speaker is None:
+            raise Unavailable("this daemon has no voice")
+        return dict(await self.speaker.say(call.id, args.text))
+
+    async def _stop(self, _: NoArgs, __: Call) -> Result:
+        """Silence at once, and stop the answer being written: nobody is to hear it. A daemon
+        that does not speak still stops the answer (Home Assistant's button is always there)."""
+        silenced = dict(await self.speaker.stop()) if self.speaker is not None else {"stopped": []}
+        return {**silenced, "cancelled": self.assistant.stop(None)}
+
     def _set_microphone(self, on: bool) -> Result:
         self.assistant.set_muted(not on)  # the microphone follows through `on_muted`
         return {"muted": not on}
@@ -391,5 +420,8 @@ COMMANDS: dict[str, Command[Any]] = {
     "unmute": Command(NoArgs, Commands._unmute),
     "microphone": Command(MicrophoneArgs, Commands._microphone, plain=plain_switch),
     "new_conversation": Command(NewConversationArgs, Commands._new_conversation),
+    "cancel": Command(CancelArgs, Commands._cancel),
+    "say": Command(SayArgs, Commands._say),
+    "stop": Command(NoArgs, Commands._stop),
 }
 """Every command the daemon knows, by the name the socket's `cmd` and MQTT's topic give it."""

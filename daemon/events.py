@@ -40,12 +40,12 @@ class Event:
 
 @dataclass(frozen=True)
 class StateChanged(Event):
-    """The assistant's state: idle, listening, transcribing, thinking, responding or error."""
+    """The assistant's state: idle, loading, listening, transcribing, thinking or responding."""
 
     kind: ClassVar[str] = "state"
     state: StateName
     detail: str = ""
-    """Why, when the state is `error` (a lost device, a failed backend)."""
+    """What the state is about, e.g. the model being loaded (`loading`)."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,28 @@ class BrokerLink(Event):
 
     kind: ClassVar[str] = "mqtt"
     connected: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class SpeechChanged(Event):
+    """Tektra started or stopped speaking (the half-duplex hold follows this)."""
+
+    kind: ClassVar[str] = "tts"
+    state: str
+    """`speaking` or `idle`."""
+    id: RequestId = ""
+    """The answer or `say` request being spoken (with the type its request id was sent with)."""
+    engine: str = ""
+
+
+@dataclass(frozen=True)
+class SpeakerChanged(Event):
+    """The output device opened, closed after a quiet spell, or was lost."""
+
+    kind: ClassVar[str] = "speaker"
+    state: str
+    """`open`, `closed` or `lost`."""
     detail: str = ""
 
 

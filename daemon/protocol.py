@@ -109,6 +109,16 @@ class MicrophoneArgs(Args):
     on: bool
 
 
+class CancelArgs(Args):
+    target: str | int | None = None
+    """The request id of the answer to stop; by default the answer streaming now."""
+
+
+class SayArgs(Args):
+    text: str = Field(min_length=1)
+    """Spoken through the daemon's speaker; the reply comes once it has been played."""
+
+
 @dataclass(frozen=True)
 class Request:
     id: RequestId

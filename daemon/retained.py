@@ -11,7 +11,8 @@ after Home Assistant or the broker restarts is published here as retained messag
 - `backend`: the backend that answered last, or was loaded (ResponseDone, ModelChanged);
 - `microphone`: `ON` only while unmuted and the device works (MicrophoneChanged, DeviceState);
 - `outbox`: `{"dropped", "waiting", "reconnects"}` of the MQTT outbox (each (re)connect);
-- `started`: when the daemon started, ISO 8601 in UTC (each (re)connect).
+- `started`: when the daemon started, ISO 8601 in UTC (each (re)connect);
+- `tts`: `speaking` or `idle` (SpeechChanged).
 
 These messages are not kept in the outbox while the broker is away: each (re)connect publishes
 the latest of each (`snapshot`), so the broker ends on the truth either way.
@@ -31,6 +32,7 @@ from daemon.events import (
     ModelChanged,
     PipelineNotice,
     ResponseDone,
+    SpeechChanged,
     TranscriptReady,
 )
 from daemon.outbox import Outgoing
@@ -61,6 +63,7 @@ class RetainedTopics:
         if "backend" not in values and self.assistant.backend is not None:
             values["backend"] = self.assistant.backend.encode()
         values["microphone"] = self.microphone()
+        values.setdefault("tts", b"idle")
         outbox = {"dropped": dropped, "waiting": waiting, "reconnects": reconnects}
         values["outbox"] = json.dumps(outbox).encode()
         values["started"] = self.started.encode()
@@ -80,6 +83,8 @@ class RetainedTopics:
             return {"error/last": _wire(event)}
         if isinstance(event, ModelChanged):
             return {"backend": event.backend.encode()}
+        if isinstance(event, SpeechChanged):
+            return {"tts": event.state.encode()}
         if isinstance(event, MicrophoneChanged) or _microphone_device(event):
             return {"microphone": self.microphone()}
         return {}

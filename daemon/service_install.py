@@ -25,6 +25,8 @@ After=network-online.target sound.target
 Wants=network-online.target
 
 [Service]
+# READY=1 comes as soon as the daemon serves; the default model loads after it (state `loading`),
+# so a slow inference server never needs a longer TimeoutStartSec.
 Type=notify
 NotifyAccess=main
 ExecStart={exec} run --config {config}
@@ -43,6 +45,8 @@ Environment=HOME=/var/lib/tektra HF_HOME=/var/cache/tektra/huggingface
 WatchdogSec=30
 Restart=on-failure
 RestartSec=2
+# Answers get [daemon] shutdown_timeout_s (5 s), then are stopped; the daemon is gone within 8 s
+# more. Keep this above their sum.
 TimeoutStopSec=15
 UMask=0077
 
@@ -93,6 +97,8 @@ Documentation=file://{docs}
 After=pipewire.service pulseaudio.service
 
 [Service]
+# READY=1 comes as soon as the daemon serves; the default model loads after it (state `loading`),
+# so a slow inference server never needs a longer TimeoutStartSec.
 Type=notify
 NotifyAccess=main
 ExecStart={exec} run --config {config}
@@ -100,6 +106,8 @@ ExecReload=/bin/kill -HUP $MAINPID
 WatchdogSec=30
 Restart=on-failure
 RestartSec=2
+# Answers get [daemon] shutdown_timeout_s (5 s), then are stopped; the daemon is gone within 8 s
+# more. Keep this above their sum.
 TimeoutStopSec=15
 NoNewPrivileges=yes
 PrivateTmp=yes

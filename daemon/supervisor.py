@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Coroutine, Iterator
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from daemon.errors import TektraError
@@ -35,13 +37,56 @@ def backoff_delays(
         delay = min(delay * 2, max_s)
 
 
+@dataclass
+class RestartBackoff:
+    """How long to wait before restarting a task that failed: doubling from `first_s` up to
+    `max_s`, jittered, and back to `first_s` once the task had run `healthy_s` before failing.
+
+    Without the reset, a link that fails once a day after weeks of good service would wait as
+    long as one that fails at every start.
+    """
+
+    first_s: float = 0.5
+    max_s: float = 30.0
+    healthy_s: float = 60.0
+    rng: random.Random = field(default_factory=random.Random)
+    failures: int = 0
+    """Failures in a row, each after less than `healthy_s` of running."""
+
+    def delay(self, ran_for_s: float) -> float:
+        """The wait after a failure that came `ran_for_s` after the task (re)started."""
+        if ran_for_s >= self.healthy_s:
+            self.failures = 0
+        # The exponent stops growing at the cap, so the delay stays bounded however long it fails.
+        cap = self.first_s
+        for _ in range(self.failures):
+            if cap >= self.max_s:
+                break
+            cap *= 2
+        cap = min(cap, self.max_s)
+        self.failures += 1
+        return self.rng.uniform(cap / 2, cap)
+
+
 class Supervisor:
     """Runs tasks by name and restarts the ones that fail, with backoff."""
 
-    def __init__(self, bus: EventBus, *, first_delay_s: float = 0.5, max_delay_s: float = 30.0):
+    def __init__(
+        self,
+        bus: EventBus,
+        *,
+        first_delay_s: float = 0.5,
+        max_delay_s: float = 30.0,
+        healthy_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self._bus = bus
         self._first = first_delay_s
         self._max = max_delay_s
+        self._healthy = healthy_s
+        self._clock = clock
+        self._sleep = sleep
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.restarts: dict[str, int] = {}
 
@@ -51,8 +96,9 @@ class Supervisor:
         self.tasks[name] = asyncio.create_task(self._keep(name, factory), name=name)
 
     async def _keep(self, name: str, factory: TaskFactory) -> None:
-        delays = backoff_delays(self._first, self._max)
+        backoff = RestartBackoff(self._first, self._max, self._healthy)
         while True:
+            started = self._clock()
             try:
                 await factory()
                 log.info("task %s finished", name)
@@ -64,7 +110,7 @@ class Supervisor:
                 log.exception("task %s failed; restarting", name)
                 self._bus.publish(ErrorRaised(None, code, f"{name}: {type(exc).__name__}: {exc}"))
                 self.restarts[name] += 1
-                await asyncio.sleep(next(delays))
+                await self._sleep(backoff.delay(self._clock() - started))
 
     async def stop(self, name: str, timeout_s: float = 2.0) -> None:
         """Cancel one task and wait (bounded) for it to finish its cleanup."""

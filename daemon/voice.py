@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 from daemon.assistant import Assistant
 from daemon.config.schema import TektraConfig
 from daemon.errors import TektraError
-from daemon.events import ErrorRaised, PartialTranscript, PipelineNotice, new_request_id
+from daemon.events import (
+    ErrorRaised,
+    PartialTranscript,
+    PipelineNotice,
+    TranscriptReady,
+    new_request_id,
+)
 from daemon.manager.manager import Query
 from daemon.states import ANSWERING
 from pipelines.events import DeviceState, PipelineError, PipelineState, Transcript
@@ -41,20 +47,25 @@ class VoiceBridge:
         """The pipeline's query handler: answer what was said (wake phrase stripped); the
         `transcript` event carries it as heard."""
         request_id = new_request_id("voice")
+        # Published now, not when the answer starts: an earlier answer may still be streaming,
+        # and what was heard is news at once (the pipeline calls us as soon as it transcribed).
+        self.assistant.bus.publish(TranscriptReady(request_id, query.transcript.text))
         if not query.continues:
             self.assistant.manager.forget_session(VOICE_SESSION)
         question = Query(query.text, VOICE_SESSION, images=query.images, audio=query.audio_wav)
         try:
             await self.assistant.answer(
-                request_id,
-                question,
-                transcript=query.transcript.text,
-                stages_ms={"stt": round(query.transcript.stt_ms, 1)},
+                request_id, question, stages_ms={"stt": round(query.transcript.stt_ms, 1)}
             )
         except TektraError:
             return  # already on the bus as an `error` event; the pipeline listens on
         if self.pipeline is not None:
             self.pipeline.note_answered()  # opens the wake phrase's follow-up window
+
+    def note_answered(self) -> None:
+        """(Re)open the follow-up window now: an answer was heard to its end."""
+        if self.pipeline is not None:
+            self.pipeline.note_answered()
 
     def on_event(self, event: object) -> None:
         """Pipeline events: states drive the assistant's state, the rest go on the bus."""
@@ -102,6 +113,8 @@ class VoiceHost:
         self._spawn = spawn
         self.pipeline: Any = None
         bridge.assistant.on_muted.append(self.set_muted)  # the assistant holds mute
+        self.hold: Callable[[], bool] | None = None
+        """Asked as each microphone block arrives: True while the daemon's own voice plays."""
 
     @property
     def running(self) -> bool:
@@ -122,6 +135,8 @@ class VoiceHost:
             self._config, self._bridge.handle, self._bridge.on_event, image_capable=image_capable
         )
         self.pipeline.set_muted(self._bridge.assistant.muted)
+        if self.hold is not None:
+            self.pipeline.hold = self.hold
         self._bridge.pipeline = self.pipeline
         self._spawn("voice", self.pipeline.run)
 

@@ -40,6 +40,8 @@ class SpeechEnded:
     reason: Literal["silence", "early", "max_length", "end_of_stream", "muted"] = "silence"
     """Why it closed: enough silence, the `max_utterance_s` cap, the source ended, or muting
     (a muted utterance is discarded, not transcribed)."""
+    hangover_s: float = 0.0
+    """Silence after the last voiced sample that was waited out before closing (the hangover)."""
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,18 @@ class TranscriptIgnored:
     """A transcript that did not become a query (no wake phrase, or only the wake phrase)."""
 
     text: str
-    reason: Literal["not_addressed", "wake_only"]
+    reason: Literal["not_addressed", "wake_only", "no_words"]
     """`not_addressed`: no wake phrase and no follow-up window; `wake_only`: the wake phrase with
-    nothing after it, which opens the follow-up window for the next utterance."""
+    nothing after it, which opens the follow-up window for the next utterance; `no_words`: the
+    utterance held no words (`text` is empty: what Whisper wrote was dropped as invented)."""
+
+
+@dataclass(frozen=True)
+class PushedAudioEnded:
+    """A client's pushed audio ended (`push_audio` with `end`) and was segmented to its end."""
+
+    utterances: int
+    """Utterances it opened since the previous end: 0 means it held no speech at all."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +118,7 @@ PipelineEvent = (
     | SpeechEnded
     | Transcript
     | TranscriptIgnored
+    | PushedAudioEnded
     | DeviceState
     | FramesDropped
     | PipelineError

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -47,6 +48,35 @@ def backoff_delays(first: float = BACKOFF_FIRST_S, cap: float = BACKOFF_MAX_S) -
     return [*delays, cap]
 
 
+@dataclass
+class RepeatedReport:
+    """When a report that keeps coming back (a device lost at every reopen attempt) is logged
+    again: at once when it changes, else after `first_s`, then twice as long each time, at most
+    every `max_s`. A headless machine retries for ever; its log must not fill with one line."""
+
+    first_s: float = 60.0
+    max_s: float = 3600.0
+    report: str | None = None
+    repeats: int = 0
+    """Times the current report came back since it was last logged."""
+    _gap: float = 0.0
+    _next_at: float = 0.0
+
+    def should_log(self, report: str | None, now: float) -> bool:
+        """Whether to log `report` at `now`; None forgets the report (the device came back)."""
+        if report != self.report:
+            self.report, self.repeats, self._gap = report, 0, self.first_s
+            self._next_at = now + self._gap
+            return report is not None
+        self.repeats += 1
+        if now < self._next_at:
+            return False
+        self.repeats = 0
+        self._gap = min(self._gap * 2, self.max_s)
+        self._next_at = now + self._gap
+        return True
+
+
 class Microphone:
     """Captures 16 kHz mono float32 blocks and passes each to `deliver` on the event loop."""
 
@@ -64,6 +94,7 @@ class Microphone:
         self._on_state = on_state
         # time.monotonic() of the last block; written by PortAudio's thread, read by the watcher.
         self._last_block = 0.0
+        self._lost = RepeatedReport()
 
     async def run(self) -> None:
         """Open, watch, reopen with backoff, until cancelled. Never raises for a lost device."""
@@ -166,7 +197,16 @@ class Microphone:
                 return f"no audio for {silent_for:.1f} s"
 
     def _state(self, state: Any, detail: str) -> None:
-        log.info("microphone %s: %s (%s)", self.source, state, detail)
+        repeats = self._lost.repeats
+        if state == "reopening":  # every attempt: the `lost` line that follows says enough
+            log.debug("microphone %s: %s (%s)", self.source, state, detail)
+        elif self._lost.should_log(detail if state == "lost" else None, time.monotonic()):
+            again = f"; {repeats + 1} times since last logged" if repeats else ""
+            log.info("microphone %s: %s (%s)%s", self.source, state, detail, again)
+        elif state == "lost":
+            log.debug("microphone %s: %s (%s)", self.source, state, detail)
+        else:
+            log.info("microphone %s: %s (%s)", self.source, state, detail)
         self._on_state(DeviceState("microphone", self.source, state, detail))
 
 

@@ -1,11 +1,17 @@
 """Cutting a stream of VAD-scored audio frames into utterances: pure logic, no I/O.
 
 Modelled on Home Assistant's VoiceCommandSegmenter: an utterance opens after `min_speech_s` of
-continuous speech, carries `pre_roll_s` of the audio before it (so the first syllable, which the
-VAD is slow to score, is not cut off), and closes after `min_silence_s` of silence or at
-`max_utterance_s`. Two thresholds give hysteresis, as Silero's own reference code does: a frame
-starts speech at `threshold` but only counts as silence below `threshold - 0.15`, so the dip
-between two words does not end an utterance.
+speech, carries `pre_roll_s` of the audio before it (so the first syllable, which the VAD is slow
+to score, is not cut off), and closes after `min_silence_s` of silence or at `max_utterance_s`.
+Two thresholds give hysteresis, as Silero's own reference code does: a frame starts speech at
+`threshold` but only counts as silence below `threshold - 0.15`, so the dip between two words does
+not end an utterance.
+
+The start has the same hysteresis as the end: speech frames count towards `min_speech_s` until
+`min_silence_s` passes without one, so a short first word, a pause and a second word ("front ...
+left") open one utterance, and two words each shorter than `min_speech_s` still add up. The
+utterance then reaches back to the first voiced frame of that speech, plus the pre-roll: the first
+word is never cut off because the start count completed only on the second.
 """
 
 from __future__ import annotations
@@ -53,8 +59,12 @@ class SpeechSegmenter:
     max_utterance_s: float = 15.0
     _in_speech: bool = field(default=False, init=False)
     _speech_run: int = field(default=0, init=False)
-    """Samples of continuous speech while idle (candidate start)."""
+    """Voiced samples of the candidate start while idle (dips shorter than `min_silence_s`
+    between them do not reset it)."""
+    _candidate: int = field(default=0, init=False)
+    """Samples from the candidate's first voiced frame to now (0: no candidate)."""
     _silence_run: int = field(default=0, init=False)
+    """Samples since the last voiced frame: of the open utterance, or of the candidate start."""
     _frames: deque[Samples] = field(default_factory=deque, init=False)
     _buffered: int = field(default=0, init=False)
     _position: int = field(default=0, init=False)
@@ -97,13 +107,12 @@ class SpeechSegmenter:
         self._buffered += len(frame)
         self._position += len(frame)
         if not self._in_speech:
-            self._speech_run = self._speech_run + len(frame) if speech_prob >= self.threshold else 0
+            self._candidate_step(len(frame), speech_prob >= self.threshold)
+            # Keep the candidate from its first voiced frame, and the pre-roll before that.
+            self._trim_to(self._candidate + self._samples(self.pre_roll_s))
             if self._speech_run >= self._samples(self.min_speech_s):
-                self._trim_to(self._speech_run + self._samples(self.pre_roll_s))
-                self._in_speech, self._silence_run = True, 0
+                self._in_speech, self._silence_run, self._candidate = True, 0, 0
                 events.append(UtteranceStarted(self._seconds(self._position - self._buffered)))
-            else:
-                self._trim_to(self._speech_run + self._samples(self.pre_roll_s))
             return events
         silent = speech_prob < self.neg_threshold
         self._silence_run = self._silence_run + len(frame) if silent else 0
@@ -112,6 +121,19 @@ class SpeechSegmenter:
         elif self._buffered >= self._samples(self.max_utterance_s):
             events.append(self._close("max_length"))
         return events
+
+    def _candidate_step(self, length: int, voiced: bool) -> None:
+        """Count one frame towards (or against) the start of an utterance."""
+        if voiced:
+            self._speech_run += length
+            self._candidate += length
+            self._silence_run = 0
+        elif self._candidate:
+            self._candidate += length
+            self._silence_run += length
+            if self._silence_run >= self._samples(self.min_silence_s):
+                # As long a pause as ends an utterance: what came before was not its start.
+                self._speech_run = self._candidate = self._silence_run = 0
 
     def flush(self) -> UtteranceEnded | None:
         """End of the stream: close an open utterance, forget a candidate one."""
@@ -123,7 +145,7 @@ class SpeechSegmenter:
     def reset(self) -> None:
         """Drop everything buffered (used when muting); stream time keeps counting."""
         self._frames.clear()
-        self._buffered = self._speech_run = self._silence_run = 0
+        self._buffered = self._speech_run = self._silence_run = self._candidate = 0
         self._in_speech = False
 
     def _close(self, reason: EndReason) -> UtteranceEnded:

@@ -4,8 +4,12 @@ Three tasks share one loop. Capture (microphone, WAV replay, or a client's pushe
 chunks in a bounded queue. The VAD task scores and segments them (in a worker thread) per
 *lane*, one lane per source so a client's pushed audio never interleaves with the microphone's.
 The STT task transcribes closed utterances (in a worker thread), applies the wake gate, attaches
-the camera frame the policy asks for, and awaits the handler, which is the daemon's: it asks the
-model manager. Nothing here blocks the loop, and a lost device is a state, never an exception.
+the camera frame the policy asks for, and hands the query to the handler, which is the daemon's:
+it asks the model manager. Each handler call runs in its own task, so the next utterance is
+transcribed while an answer is still being given (the daemon's assistant answers one query at a
+time, in the order asked); were transcription to wait for answers, the utterance queue would back
+up into capture and audio would be dropped. Nothing here blocks the loop, and a lost device is a
+state, never an exception.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from pipelines.events import (
     PipelineError,
     PipelineEvent,
     PipelineState,
+    PushedAudioEnded,
     SpeechEnded,
     SpeechStarted,
     StateName,
@@ -92,6 +97,8 @@ class _Lane:
     partial: asyncio.Task[None] | None = None
     """The partial transcription in flight, if one is."""
     start_s: float = 0.0
+    opened: int = 0
+    """Utterances opened since the lane's last end of stream."""
 
     def feed(self, chunk: Samples) -> list[SegmentEvent]:
         """Blocking (Silero inference, ~0.1 ms a frame): one call at a time, on the loop for a
@@ -130,8 +137,12 @@ class VoicePipeline:
         self._pushed_rest = b""  # an odd trailing byte of pushed PCM, waiting for its pair
         self._pushed_resampler = Resampler(RATE)
         self._muted = False
+        self.hold: Callable[[], bool] = lambda: False
+        """True while the daemon speaks: the microphone then hears silence (half duplex)."""
         self._busy = False
-        self._working = 0  # VAD batches and handler calls in progress
+        self._working = 0  # VAD batches in progress
+        self._answers: set[asyncio.Task[None]] = set()
+        """Handler calls not finished yet: queries being answered or waiting their turn."""
         self._state: StateName | None = None
         # No reader where no frame could ever be attached: decoding a stream costs a core.
         unused = camera.source == "none" or camera.attach == "never" or not image_capable
@@ -190,6 +201,7 @@ class VoicePipeline:
             and not self._utterances
             and not self._busy
             and not self._working
+            and not self._answers
             and not any(lane.segmenter.in_utterance for lane in self._lanes.values())
         )
 
@@ -224,10 +236,16 @@ class VoicePipeline:
             tasks["tektra-voice-microphone"] = microphone.run()
         if self.camera is not None:
             tasks["tektra-camera"] = self.camera.run()
-        await _run_together(tasks)
+        try:
+            await _run_together(tasks)
+        finally:
+            for answer in self._answers:
+                answer.cancel()
+            await asyncio.gather(*self._answers, return_exceptions=True)
 
     def _deliver_capture(self, block: Samples) -> None:
-        self._queue.put((CAPTURE, block))
+        # Asked as the block arrives, not when the VAD reaches it (it may be behind).
+        self._queue.put((CAPTURE, np.zeros_like(block) if self.hold() else block))
 
     async def _replay(self, path: Path) -> None:
         try:
@@ -267,6 +285,9 @@ class VoicePipeline:
             if chunk is None:
                 await self._segmented(lane, lane.segmenter.flush())
                 lane.vad.reset()
+                if name == PUSHED:  # so a client can tell "nothing heard" from "still working"
+                    self._emit(PushedAudioEnded(lane.opened))
+                lane.opened = 0
             elif self._muted:
                 if lane.segmenter.in_utterance:
                     self._emit(SpeechEnded(lane.segmenter.buffered_s, "muted"))
@@ -306,13 +327,15 @@ class VoicePipeline:
         if isinstance(event, UtteranceStarted):
             self._emit(SpeechStarted(event.start_s))
             lane.start_s = event.start_s
+            lane.opened += 1
             if self._stt.speculative:
                 lane.speculation = Speculation(
                     interval=round(self._stt.partial_interval_ms * RATE / 1000),
                     early_silence=round(self._audio.vad.early_silence_ms * RATE / 1000),
                 )
         elif isinstance(event, UtteranceEnded):
-            self._emit(SpeechEnded(event.end_s - event.start_s, event.reason))
+            trailing = len(event.audio) - event.voiced if event.voiced >= 0 else 0
+            self._emit(SpeechEnded(event.end_s - event.start_s, event.reason, trailing / RATE))
             closed = _Closed(event, lane.speculation, lane.partial)
             lane.speculation = lane.partial = None
             # Waiting here when STT is behind backs up into the audio queue, the one place where
@@ -364,7 +387,7 @@ class VoicePipeline:
                 self._busy = False
                 self._update_state()
             if query is not None:
-                await self._ask(query)
+                self._answer_later(query)
 
     async def _recognise(self, closed: _Closed) -> VoiceQuery | None:
         assert self._transcriber is not None
@@ -378,14 +401,19 @@ class VoicePipeline:
             log.exception("speech-to-text failed")
             self._emit(PipelineError("stt_failed", f"speech-to-text failed: {exc}"))
             return None
-        if not heard.text:
-            return None  # the hallucination filter found nothing spoken
+        if not heard.text:  # the hallucination filter found nothing spoken
+            self._emit(TranscriptIgnored("", "no_words"))
+            return None
         stt_ms = (time.perf_counter() - started) * 1000
         transcript = Transcript(
             heard.text, heard.language, utterance.start_s, utterance.end_s, stt_ms
         )
         self._emit(transcript)
         now = self._clock()
+        if self._answers:
+            # Said while an answer is still being given: as good as just after it, so the
+            # follow-up window is open (and the query continues that conversation).
+            self._gate.note_answered(now)
         continues = self._gate.in_follow_up(now)
         decision = self._gate.decide(heard.text, now)
         if decision.query is None:
@@ -420,8 +448,13 @@ class VoicePipeline:
             return ()
         return (await asyncio.to_thread(encode_jpeg, frame, settings.max_side),)
 
+    def _answer_later(self, query: VoiceQuery) -> None:
+        """Hand `query` to the handler in a task of its own: transcription does not wait."""
+        task = asyncio.create_task(self._ask(query), name="tektra-voice-answer")
+        self._answers.add(task)
+        task.add_done_callback(self._answers.discard)
+
     async def _ask(self, query: VoiceQuery) -> None:
-        self._working += 1
         try:
             await self._handler(query)
         except TektraError as exc:
@@ -429,8 +462,6 @@ class VoicePipeline:
         except Exception as exc:  # the handler is the daemon's; its bug must not stop listening
             log.exception("the voice query handler failed")
             self._emit(PipelineError("handler_failed", f"{type(exc).__name__}: {exc}"))
-        finally:
-            self._working -= 1
 
     # --- events ------------------------------------------------------------------------------
 

@@ -27,6 +27,9 @@ class RecorderSettings(BaseModel):
     fail_after_chunks: int | None = None
     chunk_delay_s: float = 0.0
     memory_mb: int = 100
+    pause_after: int | None = None
+    """After this many words, the answer waits while `pause_file` exists (a test's hold)."""
+    pause_file: str | None = None
 
 
 @dataclass
@@ -72,6 +75,8 @@ class RecordingBackend:
                 ):
                     raise BackendError(self.name, "connection reset by peer")
                 await asyncio.sleep(self.settings.chunk_delay_s)
+                if i == self.settings.pause_after:
+                    await _while_exists(Path(self.settings.pause_file or ""))
                 yield word if i == 0 else f" {word}"
                 stats.completion_tokens += 1
             stats.finish_reason = "stop"
@@ -94,6 +99,12 @@ class RecordingBackend:
 
     def generations(self) -> list[GenerationRequest]:
         return [c.request for c in self.calls if c.kind == "generate" and c.request is not None]
+
+
+async def _while_exists(path: Path) -> None:
+    # A file's existence has no event to wait on: look again every 20 ms.
+    while await asyncio.to_thread(path.is_file):  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
 
 
 def write_distribution(site: Path) -> None:

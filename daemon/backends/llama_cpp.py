@@ -226,6 +226,10 @@ def _generate(
         llm = loaded.llm
         sampling: dict[str, Any] = {**engine_params, "stream": True}
         llama_cpp.llama_perf_context_reset(llm.ctx)
+        # Checked by llama.cpp while it computes, so a long prompt being read stops too (the
+        # check between chunks below comes only once the first token is out).
+        abort = llama_cpp.ggml_abort_callback(lambda _: cancel.is_set())
+        llama_cpp.llama_set_abort_callback(llm.ctx, abort, None)
         if loaded.multimodal:
             # The multimodal chat handler writes the prompt itself and embeds the images.
             stream: Any = llm.create_chat_completion(
@@ -254,8 +258,13 @@ def _generate(
                     emit(text)
                 if choice["finish_reason"]:
                     stats.finish_reason = choice["finish_reason"]
+        except RuntimeError:  # "llama_decode returned 2": the abort callback said stop
+            if not cancel.is_set():
+                raise
+            stats.finish_reason = "cancelled"
         finally:
             stream.close()
+            llama_cpp.llama_set_abort_callback(llm.ctx, llama_cpp.ggml_abort_callback(), None)
         perf = llama_cpp.llama_perf_context(llm.ctx)
         stats.prompt_eval_tokens = perf.n_p_eval
         # Each sampled token is evaluated when the next one is sampled, so the last is never

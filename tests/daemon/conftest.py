@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -30,6 +31,7 @@ from tests.plugin_backend import write_distribution
 ROOT = Path(__file__).parents[2]
 TEKTRA = str(Path(sys.executable).with_name("tektra"))
 PASSWORD = "s3cret-for-tests"
+DEFAULT_MODEL_SETTLED = r"model \S+ (loaded on|could not be loaded)|no default model to load"
 
 
 # What every listener sees while the test backend answers "hello": the state around the answer,
@@ -207,13 +209,21 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def echo_config(
-    socket_path: Path, mqtt: str, *, extra: str = "", delay_s: float = 0.0, audio: str = "none"
+    socket_path: Path,
+    mqtt: str,
+    *,
+    extra: str = "",
+    delay_s: float = 0.0,
+    audio: str = "none",
+    tts: str = 'engine = "none"',
 ) -> str:
-    """A models.toml answering with the test backend ("You said: …"), no microphone."""
+    """A models.toml answering with the test backend ("You said: …"), no microphone, silent
+    unless `tts` says otherwise."""
     return (
         f'[daemon]\nsocket = "{socket_path}"\nnode_id = "testnode"\n'
         f"{extra}"
         f'[audio]\nsource = "{audio}"\n'
+        f"[tts]\n{tts}\n"
         f"[mqtt]\n{mqtt}\n"
         f'[backends]\ndefault = ["recorder"]\n'
         f"[backends.recorder]\nchunk_delay_s = {delay_s}\n"
@@ -254,7 +264,9 @@ class Daemon:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"the daemon exited ({self.process.returncode}):\n{self.log}")
-            if " ready (config " in self.log:
+            # READY comes before the default model is loaded; tests start from a loaded one.
+            log = self.log
+            if " ready (config " in log and re.search(DEFAULT_MODEL_SETTLED, log):
                 return
             time.sleep(0.05)
         raise TimeoutError(f"the daemon did not get ready:\n{self.log}")
@@ -301,11 +313,13 @@ def make_daemon(
         extra: str = "",
         delay_s: float = 0.0,
         audio: str = "none",
+        tts: str = 'engine = "none"',
         start: bool = True,
     ) -> Daemon:
         config = tmp_path / "models.toml"
         sock = short_dir / "tektra.sock"
-        config.write_text(echo_config(sock, mqtt, extra=extra, delay_s=delay_s, audio=audio))
+        text = echo_config(sock, mqtt, extra=extra, delay_s=delay_s, audio=audio, tts=tts)
+        config.write_text(text)
         # The embedded broker's logins go to a state directory of the test's own.
         daemon = Daemon(config, sock, plugin_site, {"XDG_STATE_HOME": str(tmp_path / "state")})
         started.append(daemon)

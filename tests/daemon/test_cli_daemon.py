@@ -103,3 +103,26 @@ async def test_events_prints_every_event_as_a_json_line(make_daemon: Callable[..
     await events.wait()
     await client.close()
     assert daemon.stop() == 0
+
+
+def test_listen_to_a_file_without_speech_says_it_heard_nothing(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    daemon = make_daemon('broker = "none"')
+    result = tektra(daemon, "listen", str(ROOT / "fixtures/audio/silence.wav"))
+    assert (result.returncode, result.stdout, result.stderr) == (3, "heard nothing\n", "")
+    assert daemon.stop() == 0
+
+
+def test_listen_timeout_is_an_overall_deadline_even_while_events_keep_arriving(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    # Every answer word takes 2 s: the answer's chunks keep arriving, one every 2 s, for 14 s
+    # (each shorter than the timeout, which a per-read timeout would never reach).
+    daemon = make_daemon('broker = "none"', delay_s=2.0)
+    result = tektra(
+        daemon, "listen", str(ROOT / "fixtures/audio/kitchen_lights.wav"), "--timeout", "5"
+    )
+    assert (result.returncode, result.stderr) == (1, "error [timeout]: no answer within 5 s\n")
+    assert "You said" not in result.stdout
+    assert daemon.stop() == 0

@@ -40,8 +40,10 @@ def test_sd_notify_ready_then_watchdog_from_the_loop_then_stopping(
     startup = messages_until(notify_socket, "READY=1")
     ready = startup[-1].split("\n")
     assert ready[0] == "READY=1"
-    assert ready[1].startswith("STATUS=ready: model echo, socket ")
+    assert ready[1] == f"STATUS=ready: loading model echo, socket {daemon.socket}"
     assert ready[2] == f"MAINPID={daemon.process.pid}"  # type: ignore[union-attr]
+    loaded = messages_until(notify_socket, "STATUS=ready: model echo")
+    assert loaded[-1] == f"STATUS=ready: model echo, socket {daemon.socket}"
     # Half the watchdog interval: several pings in a second.
     started = time.monotonic()
     pings = 0

@@ -30,7 +30,8 @@ async def test_after_a_reload_whose_default_model_fails_status_reports_no_model(
     reply = await client.call({"id": "r", "cmd": "reload"})
     assert reply["error"]["code"] == "no_backend"
     after = await status(client)
-    assert (after["model"], after["backend"], after["state"]) == (None, None, "error")
+    # Not loaded is a problem status lists, not a state: the assistant rests `idle`.
+    assert (after["model"], after["backend"], after["state"]) == (None, None, "idle")
     assert "engine refused" in str(after["problems"])
     await client.close()
     assert daemon.stop() == 0
@@ -106,7 +107,7 @@ async def test_mute_is_one_fact_shown_by_status_after_any_command(
 
 
 def test_the_state_names_are_listed_once_and_everything_else_uses_that_list() -> None:
-    assert STATE_NAMES == ("idle", "listening", "transcribing", "thinking", "responding", "error")
+    assert STATE_NAMES == ("idle", "loading", "listening", "transcribing", "thinking", "responding")
     # The capture layer names its own states; they must be states of the assistant.
     assert set(get_args(PipelineStateName)) <= set(STATE_NAMES)
     payload = discovery_payload("tektra/n", "n", ["m"])

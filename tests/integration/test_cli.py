@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,28 @@ def test_ask_streams_a_real_answer_from_smollm2(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "Paris" in result.stdout
+
+
+def test_version_prints_the_installed_package_version() -> None:
+    result = tektra("--version")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0,
+        f"tektra {version('tektra')}\n",
+        "",
+    )
+
+
+def test_ask_about_a_missing_image_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "models.toml").write_text(GREEDY)
+    missing = tmp_path / "MISSING.jpg"
+    result = tektra(
+        "ask", "what is this?", "--image", str(missing), "--config", str(tmp_path / "models.toml")
+    )
+    assert (result.returncode, result.stdout) == (1, "")
+    assert (
+        result.stderr
+        == f"error [bad_input]: cannot read the image {missing}: No such file or directory\n"
+    )
 
 
 def test_ask_with_an_unknown_model_is_a_clear_error(tmp_path: Path) -> None:
@@ -175,12 +198,16 @@ def test_run_loads_the_default_model_and_stops_cleanly_on_sigterm(tmp_path: Path
     ) as daemon:
         assert daemon.stderr is not None
         lines = []
-        for line in daemon.stderr:
-            lines.append(line)
-            if "ready" in line:
-                break
-        assert any("model smollm2 loaded on llama_cpp" in line for line in lines), lines
-        daemon.send_signal(signal.SIGTERM)
+        try:
+            # READY comes first; the default model loads while the daemon already serves.
+            for line in daemon.stderr:
+                lines.append(line)
+                if "model smollm2 loaded" in line or "could not be loaded" in line:
+                    break
+            assert any("ready" in line for line in lines), lines
+            assert any("model smollm2 loaded on llama_cpp" in line for line in lines), lines
+        finally:
+            daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=10) == 0
 
 

@@ -75,6 +75,26 @@ async def test_speech_played_into_the_virtual_microphone_is_answered_by_smollm2(
     assert run.of(FramesDropped) == []
 
 
+@pytest.mark.parametrize("name", ["front_left", "front_right"])
+async def test_a_short_first_word_before_a_pause_is_heard_through_the_virtual_microphone(
+    pulse: Pulse, tmp_path: Path, name: str
+) -> None:
+    # "front", a pause shorter than the minimum silence, "left": one utterance, both words.
+    cfg = config(audio={"source": "auto"}, stt={"threads": 1})
+    wav = write_stream(tmp_path / f"{name}-padded.wav", silence(1.0), clip(name), silence(1.0))
+
+    async def body(run: Run) -> None:
+        await wait_for(lambda: "open" in run.device_states("microphone"), 30, "the microphone")
+        player = pulse.play(wav)
+        await asyncio.to_thread(player.wait, 30)
+        await wait_for(lambda: len(run.transcripts) >= 1, 30, "a transcript")
+        await wait_for(lambda: run.pipeline.drained, 30, "the pipeline to drain")
+
+    run = await run_pipeline(cfg, body)
+    assert run.transcripts == [words(expected(name))]
+    assert run.of(FramesDropped) == []
+
+
 async def test_a_lost_sound_server_is_reported_and_the_microphone_comes_back(
     pulse: Pulse, tmp_path: Path
 ) -> None:

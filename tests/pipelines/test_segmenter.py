@@ -97,3 +97,41 @@ def test_settings_change_the_timings() -> None:
     assert isinstance(started, UtteranceStarted) and isinstance(ended, UtteranceEnded)
     assert started.start_s == pytest.approx(0.512)  # no pre-roll: starts at the speech itself
     assert ended.end_s == pytest.approx(0.512 + 0.128 + 0.224)
+
+
+def test_a_short_word_a_pause_and_a_word_open_one_utterance_that_holds_the_first_word() -> None:
+    # "front ... left": a 6-frame word, a 14-frame pause (longer than the pre-roll, shorter than
+    # the minimum silence), then a 12-frame word whose 10th frame completes the start count.
+    events = run(
+        SpeechSegmenter(), (1.024, 0.0), (0.192, 0.9), (0.448, 0.1), (0.384, 0.9), (0.992, 0.1)
+    )
+    started, ended = events
+    assert isinstance(started, UtteranceStarted) and isinstance(ended, UtteranceEnded)
+    # The pre-roll is measured from the first word's first frame (sample 1.024 s = 32 frames).
+    assert started.start_s == pytest.approx(1.024 - 0.512)
+    assert ended.audio[0] == 16 * FRAME
+    first_word = np.arange(32 * FRAME, 38 * FRAME, dtype=np.float32)
+    assert np.isin(first_word, ended.audio).all()
+    assert np.all(np.diff(ended.audio) == 1)
+
+
+def test_two_words_each_shorter_than_the_minimum_speech_together_open_an_utterance() -> None:
+    # 6 + 6 voiced frames (0.192 s each, 0.384 s together) around a 0.256 s dip.
+    segmenter = SpeechSegmenter()
+    events = run(segmenter, (1.024, 0.0), (0.192, 0.9), (0.256, 0.1), (0.192, 0.9), (0.8, 0.1))
+    assert [type(e).__name__ for e in events] == ["UtteranceStarted", "UtteranceEnded"]
+    started, ended = events
+    assert isinstance(started, UtteranceStarted) and isinstance(ended, UtteranceEnded)
+    assert started.start_s == pytest.approx(1.024 - 0.512)
+    assert ended.reason == "silence"
+
+
+def test_isolated_clicks_and_noise_open_no_utterance() -> None:
+    # One-frame clicks with pauses as long as the minimum silence, then noise the VAD scores
+    # between the two thresholds, with clicks in it.
+    segmenter = SpeechSegmenter()
+    clicks = [(0.032, 0.95), (0.736, 0.05)] * 12
+    noisy = [(0.032, 0.9), (0.8, 0.4)] * 6
+    assert run(segmenter, *clicks, *noisy) == []
+    assert not segmenter.in_utterance
+    assert segmenter.buffered_s <= 0.5 + 0.032 * 2  # only the pre-roll is held

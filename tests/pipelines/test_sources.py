@@ -36,3 +36,16 @@ async def test_the_camera_is_read_only_when_a_frame_could_be_attached() -> None:
     assert build("on_request", capable=True).camera is not None
     assert build("on_request", capable=False).camera is None
     assert build("never", capable=True).camera is None
+
+
+def test_a_report_that_keeps_coming_back_is_logged_again_ever_more_rarely() -> None:
+    from pipelines.microphone import RepeatedReport
+
+    lost = RepeatedReport(first_s=60.0, max_s=3600.0)
+    every_10_s = [t * 10.0 for t in range(0, 1000)]  # a reopen attempt every 10 s
+    logged = [t for t in every_10_s if lost.should_log("cannot open", t)]
+    # After 1 min, then 2, 4, 8 … and at most once an hour (the last gap).
+    assert logged == [0.0, 60.0, 180.0, 420.0, 900.0, 1860.0, 3780.0, 7380.0]
+    assert lost.should_log("something else", 10_000.0)  # a new reason: said at once
+    assert not lost.should_log(None, 10_010.0)  # back: nothing to say about losing it
+    assert lost.should_log("cannot open", 10_020.0)  # lost again later: said at once

@@ -1,0 +1,35 @@
+"""`command/say` over MQTT speaks any text (for automations), and `tts` tells whether Tektra is
+speaking: `idle` on connect, `speaking`, then `idle` again."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+
+from tests.daemon.conftest import Daemon, Mosquitto, listening
+from tests.pipelines.conftest import Pulse
+
+pytestmark = pytest.mark.integration
+BASE = "tektra/testnode"
+
+
+async def test_mqtt_say_speaks_and_the_tts_topic_follows(
+    make_daemon: Callable[..., Daemon], mosquitto: Mosquitto, pulse: Pulse
+) -> None:
+    daemon = make_daemon(f'broker = "{mosquitto.url}"', tts='engine = "espeak"', start=False)
+    daemon.env.update(XDG_RUNTIME_DIR=pulse.env["XDG_RUNTIME_DIR"], HOME=pulse.env["HOME"])
+    async with listening(mosquitto, [f"{BASE}/#"]) as mqtt:
+        daemon.start()
+        await mqtt.wait_for(lambda m: m.topic == f"{BASE}/tts" and m.payload == b"idle")
+        async with mosquitto.client() as client:
+            say = {"id": "wash", "text": "The washing machine is done."}
+            await client.publish(f"{BASE}/command/say", json.dumps(say), qos=1)
+            reply = await mqtt.wait_for(lambda m: m.topic == f"{BASE}/reply", 60)
+        assert reply.json()["id"] == "wash"
+        assert reply.json()["result"]["sentences"] == 1
+        assert reply.json()["result"]["engine"] == "espeak"
+        states = [m.payload for m in mqtt.on(f"{BASE}/tts")]
+        assert states == [b"idle", b"speaking", b"idle"]
+    assert daemon.stop() == 0
