@@ -132,10 +132,6 @@ class AnthropicBackend(EngineBackend):
         self, model_id: str, request: GenerationRequest, stats: GenerationStats
     ) -> AsyncGenerator[str, None]:
         import anthropic
-
-        name = self._served.get(model_id)
-        if name is None:
-            raise BackendError(self.name, f"model '{model_id}' is not loaded")
         from anthropic import omit
         from anthropic.types import (
             RawContentBlockDeltaEvent,
@@ -144,6 +140,9 @@ class AnthropicBackend(EngineBackend):
             TextDelta,
         )
 
+        name = self._served.get(model_id)
+        if name is None:
+            raise BackendError(self.name, f"model '{model_id}' is not loaded")
         system, messages = anthropic_messages(request)
         sampling = self.engine_params(request.params)
         max_tokens = sampling.pop("max_tokens")
