@@ -398,7 +398,7 @@ def _say(config: TektraConfig, sock: Path, args: argparse.Namespace) -> int:
 
 
 def _table(models: list[ModelInfo]) -> str:
-    rows = [("ID", "BACKEND", "CAPABILITIES", "LOADED", "MEMORY", "STATUS")]
+    rows = [("ID", "BACKEND", "DEVICE", "CAPABILITIES", "LOADED", "MEMORY", "STATUS")]
     for m in models:
         memory = f"{m.memory_mb} MB" if m.memory_mb is not None else "?"
         status = m.problem or "ready"
@@ -406,6 +406,7 @@ def _table(models: list[ModelInfo]) -> str:
             (
                 m.id,
                 m.backend or "-",
+                m.device or "-",
                 ",".join(m.capabilities),
                 "yes" if m.loaded else "no",
                 memory,

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-from daemon.config.schema import Preset
+from daemon.config.schema import Preset, TemplateSource
 from daemon.media import data_uri
 from daemon.templates import Message
 
@@ -30,12 +30,17 @@ class ModelSpec:
     remote_name: str | None
     """Name the engine knows the model by when it owns the weights."""
     template: str
-    """`auto` (the model's own chat template) or a family name from `daemon.templates`."""
+    """`auto` (the model's own chat template), a family name from `daemon.templates`, or the
+    name of a user's template (`chat_template`)."""
     context_length: int
     capabilities: frozenset[str]
     mmproj: Path | None = None
     hf_config: Path | None = None
     """The original model's config directory, for engines that need it (mistral.rs, multimodal)."""
+    chat_template: TemplateSource | None = None
+    """The user's Jinja template (`[templates.<template>]`), which the engine must use."""
+    device: str | None = None
+    """The model's own `device` (auto, cpu, cuda, metal); None: the backend's."""
 
 
 @dataclass(frozen=True)
@@ -206,4 +211,9 @@ class EngineBackend:
         log.warning("%s: the preset's %s = %r is not applied: %s", self.name, setting, value, why)
 
     def count_tokens(self, model_id: str, text: str) -> int | None:
+        return None
+
+    def device_of(self, spec: ModelSpec) -> str | None:
+        """Where the model runs (`cpu`, `cuda`, `metal`), loaded or not; None where a server
+        decides. Raises BackendLoadError when the device it asks for is not here."""
         return None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import os
 import threading
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -30,12 +31,16 @@ from daemon.backends.base import (
 )
 from daemon.backends.threaded import Emit, stream_from_thread
 from daemon.config.schema import LlamaCppSettings
+from daemon.devices import DeviceUnavailable, attempts, choose, llama_cpp_gpu
 from daemon.errors import BackendError, BackendLoadError
 from daemon.gguf_header import estimate_mb
 from daemon.templates import Message, guess_family, template
+from daemon.user_templates import source_of
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
+
+log = logging.getLogger(__name__)
 
 Formatter = Callable[[Sequence[Message]], tuple[str, tuple[str, ...], bool]]
 """messages -> (prompt text, stop sequences, whether the tokenizer should add BOS)."""
@@ -48,6 +53,8 @@ class _Loaded:
     lock: threading.Lock
     multimodal: bool = False
     """Loaded with an mmproj: prompts go through llama.cpp's multimodal chat handler."""
+    device: str = "cpu"
+    """Where it runs: `cpu`, `cuda` or `metal`."""
 
 
 class LlamaCppBackend(EngineBackend):
@@ -79,31 +86,75 @@ class LlamaCppBackend(EngineBackend):
                 self._models[spec.id] = await asyncio.to_thread(self._open, spec)
 
     def _open(self, spec: ModelSpec) -> _Loaded:
+        assert spec.path is not None
+        try:
+            user_template = source_of(spec.chat_template) if spec.chat_template else None
+        except OSError as exc:
+            raise BackendLoadError(
+                self.name, f"cannot read template '{spec.template}': {exc.strerror or exc}"
+            ) from exc
+        if user_template is not None and spec.mmproj is not None:
+            # llama.cpp's multimodal handler writes its own prompt; never drop the user's quietly.
+            raise BackendLoadError(
+                self.name, f"template '{spec.template}' cannot be used with an mmproj model"
+            )
+        llm, handler, device = self._load_on_device(spec)
+        if user_template is not None:
+            form = _jinja_formatter(llm, user_template)
+        else:
+            form = _formatter(llm, spec.template)
+        return _Loaded(llm, form, threading.Lock(), handler is not None, device)
+
+    def _load_on_device(self, spec: ModelSpec) -> tuple[Llama, Any, str]:
+        """The model loaded where its `device` says, with the device it ended up on."""
+        device = self.device_of(spec)
+        tries = attempts(device, spec.device or self._settings.device)
+        for n, attempt in enumerate(tries, start=1):
+            try:
+                llm, handler = self._llama(spec, attempt)
+            except (ValueError, RuntimeError, OSError) as exc:
+                if n == len(tries):
+                    raise BackendLoadError(self.name, f"cannot load {spec.path}: {exc}") from exc
+                # device = "auto": a GPU that fails to take the model leaves the CPU to it.
+                log.warning(
+                    "%s: loading on %s failed (%s); loading on the CPU", spec.id, attempt, exc
+                )
+                continue
+            return llm, handler, attempt
+        raise AssertionError("attempts() is never empty")
+
+    def _llama(self, spec: ModelSpec, device: str) -> tuple[Llama, Any]:
         from llama_cpp import Llama
 
-        assert spec.path is not None
+        on_gpu = device != "cpu"
         handler = None
-        try:
-            if spec.mmproj is not None:
-                from llama_cpp.llama_chat_format import MTMDChatHandler
+        if spec.mmproj is not None:
+            from llama_cpp.llama_chat_format import MTMDChatHandler
 
-                handler = MTMDChatHandler(
-                    clip_model_path=str(spec.mmproj),
-                    verbose=False,
-                    use_gpu=self._settings.n_gpu_layers != 0,
-                )
-            llm = Llama(
-                model_path=str(spec.path),
-                n_ctx=spec.context_length,
-                n_threads=self._settings.n_threads or os.cpu_count() or 1,
-                n_batch=self._settings.n_batch,
-                n_gpu_layers=self._settings.n_gpu_layers,
-                chat_handler=handler,
-                verbose=False,
+            handler = MTMDChatHandler(
+                clip_model_path=str(spec.mmproj), verbose=False, use_gpu=on_gpu
             )
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise BackendLoadError(self.name, f"cannot load {spec.path}: {exc}") from exc
-        return _Loaded(llm, _formatter(llm, spec.template), threading.Lock(), handler is not None)
+        llm = Llama(
+            model_path=str(spec.path),
+            n_ctx=spec.context_length,
+            n_threads=self._settings.n_threads or os.cpu_count() or 1,
+            n_batch=self._settings.n_batch,
+            n_gpu_layers=self._settings.n_gpu_layers if on_gpu else 0,
+            chat_handler=handler,
+            verbose=False,
+        )
+        return llm, handler
+
+    def device_of(self, spec: ModelSpec) -> str:
+        """Where the model runs once loaded (or would run); BackendLoadError when its explicit
+        device is not here."""
+        loaded = self._models.get(spec.id)
+        if loaded is not None:
+            return loaded.device
+        try:
+            return choose(spec.device or self._settings.device, llama_cpp_gpu(), "llama.cpp")
+        except DeviceUnavailable as exc:
+            raise BackendLoadError(self.name, str(exc)) from exc
 
     async def unload(self, model_id: str) -> None:
         loaded = self._models.pop(model_id, None)
@@ -164,6 +215,7 @@ def _generate(
     emit: Emit,
     cancel: threading.Event,
 ) -> None:
+    import jinja2
     import llama_cpp
 
     params = request.params
@@ -184,7 +236,13 @@ def _generate(
                 messages=openai_messages(request), stop=list(params.stop) or None, **sampling
             )
         else:
-            prompt, stops, add_bos = loaded.format(request.messages)
+            try:
+                prompt, stops, add_bos = loaded.format(request.messages)
+            except (jinja2.TemplateError, ValueError, TypeError) as exc:
+                # A Jinja template's own raise_exception(), or one that fails on these turns.
+                raise BackendError("llama_cpp", f"the chat template failed: {exc}") from exc
+            # The whole prompt, so a user writing a template can see what it renders.
+            log.debug("prompt: %r", prompt)
             tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True)
             stats.prompt_tokens = len(tokens)
             stop = list(dict.fromkeys(stops + params.stop))

@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import tempfile
 import threading
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from daemon.backends.base import (
@@ -28,9 +30,11 @@ from daemon.backends.base import (
 )
 from daemon.backends.threaded import Emit, stream_from_thread
 from daemon.config.schema import MistralRsSettings
+from daemon.devices import DeviceUnavailable, choose, mistral_rs_build
 from daemon.errors import BackendError, BackendLoadError
 from daemon.gguf_header import estimate_mb
 from daemon.templates import template
+from daemon.user_templates import source_of
 
 RAYON_THREADS = "RAYON_NUM_THREADS"
 
@@ -41,6 +45,8 @@ class _Loaded:
     family: str
     """`auto` (the GGUF's own chat template) or the family whose prompt we render ourselves."""
     lock: threading.Lock
+    device: str
+    """Where it runs: `cpu`, `cuda` or `metal` (the build's)."""
 
 
 class MistralRsBackend(EngineBackend):
@@ -77,8 +83,11 @@ class MistralRsBackend(EngineBackend):
             raise BackendLoadError(self.name, f"model '{spec.id}' has no local GGUF file")
         async with self._load_lock:
             if spec.id not in self._models:
+                device = await asyncio.to_thread(self.device_of, spec)
                 runner = await asyncio.to_thread(self._open, spec)
-                self._models[spec.id] = _Loaded(runner, spec.template, threading.Lock())
+                # With a user's template mistral.rs writes the prompt from the messages itself.
+                family = "auto" if spec.chat_template is not None else spec.template
+                self._models[spec.id] = _Loaded(runner, family, threading.Lock(), device)
 
     def _open(self, spec: ModelSpec) -> Any:
         assert spec.path is not None
@@ -91,11 +100,52 @@ class MistralRsBackend(EngineBackend):
             mmproj_filename=spec.mmproj.name if spec.mmproj is not None else None,
             tok_model_id=str(spec.hf_config) if spec.hf_config is not None else None,
         )
+        with tempfile.TemporaryDirectory(prefix="tektra-template-") as scratch:
+            try:
+                # mistral.rs reads a user's template from a file (`jinja_explicit`), at load.
+                jinja = self._template_file(spec, Path(scratch))
+                # The stub types Which.GGUF as a nested class rather than a Which member.
+                return Runner(
+                    which=which,  # type: ignore[arg-type]
+                    token_source="none",
+                    max_seqs=4,
+                    jinja_explicit=jinja,
+                )
+            except (ValueError, RuntimeError, OSError) as exc:
+                raise BackendLoadError(self.name, f"cannot load {spec.path}: {exc}") from exc
+
+    def _template_file(self, spec: ModelSpec, scratch: Path) -> str | None:
+        """The user's template as a file for mistral.rs, or None for the model's own."""
+        if spec.chat_template is None:
+            return None
         try:
-            # The stub types Which.GGUF as a nested class rather than a Which member.
-            return Runner(which=which, token_source="none", max_seqs=4)  # type: ignore[arg-type]
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise BackendLoadError(self.name, f"cannot load {spec.path}: {exc}") from exc
+            text = source_of(spec.chat_template)
+        except OSError as exc:
+            raise BackendLoadError(
+                self.name, f"cannot read template '{spec.template}': {exc.strerror or exc}"
+            ) from exc
+        path = scratch / "template.jinja"
+        path.write_text(text, encoding="utf-8")
+        return str(path)
+
+    def device_of(self, spec: ModelSpec) -> str:
+        """Where the model runs: fixed by the installed build of mistral.rs (its Python API has
+        no device choice), so an explicit device the build does not run on is a load error."""
+        loaded = self._models.get(spec.id)
+        if loaded is not None:
+            return loaded.device
+        dist, gpu = mistral_rs_build()
+        wanted = spec.device or self._settings.device
+        if wanted == "cpu" and gpu is not None:
+            raise BackendLoadError(
+                self.name,
+                f'device = "cpu", but the installed mistral.rs build ({dist}) runs on {gpu}; '
+                "install the CPU build (mistralrs) or choose the llama_cpp backend",
+            )
+        try:
+            return choose(wanted, gpu, f"mistral.rs ({dist})")
+        except DeviceUnavailable as exc:
+            raise BackendLoadError(self.name, str(exc)) from exc
 
     async def unload(self, model_id: str) -> None:
         loaded = self._models.pop(model_id, None)

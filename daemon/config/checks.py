@@ -16,10 +16,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from daemon import model_sources
+from daemon import model_sources, user_templates
 from daemon.config.partial import Reported
 from daemon.config.schema import (
     BUILTIN_BACKENDS,
+    FAMILY_TEMPLATES,
     AudioSettings,
     BackendsSettings,
     DaemonSettings,
@@ -29,6 +30,7 @@ from daemon.config.schema import (
     MqttSettings,
     PluginBackendSettings,
     SttSettings,
+    TemplateSource,
     TtsSettings,
 )
 from daemon.config.urls import broker_problem
@@ -44,7 +46,9 @@ def cross_check(
     issues += _backends(sections.get("backends"), known, plugins, reported)
     ids = _raw_ids(raw.get("models"))
     issues += _duplicates(ids)
+    templates: dict[str, TemplateSource | None] | None = sections.get("templates")
     issues += _models(models, known, reported)
+    issues += _templates(templates, models, raw.get("templates"), reported)
     issues += _daemon(sections.get("daemon"), raw, ids, sections.get("presets"), reported)
     issues += _memory(sections.get("memory_limits"), models, known, reported)
     stt = sections.get("stt")
@@ -77,7 +81,17 @@ def _backends(
 ) -> list[ConfigIssue]:
     if backends is None:
         return []
-    issues = [
+    issues: list[ConfigIssue] = []
+    llama = backends.llama_cpp
+    if llama.n_gpu_layers == 0 and llama.device != "cpu" and reported.ok("backends.llama_cpp"):
+        issues.append(
+            ConfigIssue(
+                "backends.llama_cpp.n_gpu_layers",
+                f'0 offloads no layer to the GPU that device = "{llama.device}" allows; write '
+                'device = "cpu" to run on the CPU',
+            )
+        )
+    issues += [
         ConfigIssue(f"backends.default[{i}]", unknown_backend(name, known))
         for i, name in enumerate(backends.default)
         if name not in known and reported.ok("backends.default")
@@ -139,6 +153,40 @@ def _models(
                     )
         if reported.ok(f"models[{i}].source"):
             issues += _source_problem(f"models[{i}].source", model.source)
+    return issues
+
+
+def _templates(
+    templates: dict[str, TemplateSource | None] | None,
+    models: list[ModelEntry | None],
+    raw: object,
+    reported: Reported,
+) -> list[ConfigIssue]:
+    """Each `[templates]` table renders a test conversation; each model names a template that
+    exists."""
+    issues: list[ConfigIssue] = []
+    for name, template in (templates or {}).items():
+        if name in FAMILY_TEMPLATES:
+            issues.append(
+                ConfigIssue(f"templates.{name}", "the name of a built-in template; choose another")
+            )
+        elif template is not None and reported.ok(f"templates.{name}"):
+            found = user_templates.problem(template)
+            if found is not None:
+                issues.append(ConfigIssue(f"templates.{name}.{found[0]}", found[1]))
+    # Names as written, so a template with an error of its own still counts as existing.
+    names = sorted(raw) if isinstance(raw, dict) else []
+    for i, model in enumerate(models):
+        if model is None or not reported.ok(f"models[{i}].template"):
+            continue
+        if model.template not in FAMILY_TEMPLATES and model.template not in names:
+            choices = ", ".join(f"'{n}'" for n in (*FAMILY_TEMPLATES, *names))
+            issues.append(
+                ConfigIssue(
+                    f"models[{i}].template",
+                    f"no template '{model.template}' (built-in or in [templates]: {choices})",
+                )
+            )
     return issues
 
 

@@ -1,15 +1,17 @@
 """The original Tektra's spelling of models.toml, read where its meaning is clear.
 
 The seed documents wrote `multimodal = true`, `[backends.enhanced_ollama]` with `host` and `port`,
-`device = "metal"` and Ollama models named only by their id. Files written that way load: each
-old spelling is rewritten to today's before validation and leaves a note naming the new spelling
-(shown by `tektra validate`, logged by the daemon). Where the old meaning is ambiguous the rewrite
+and Ollama models named only by their id. Files written that way load: each old spelling is
+rewritten to today's before validation and leaves a note naming the new spelling (shown by
+`tektra validate`, logged by the daemon). Where the old meaning is ambiguous the rewrite
 stops and an error says what to write instead.
+
+Their `device = "metal"` is today's spelling too: `daemon.devices` notes it on a machine without
+Metal, and a model asked to run there does not load (rather than run on the CPU unasked).
 """
 
 from __future__ import annotations
 
-import platform
 from typing import Any
 
 from daemon.errors import ConfigIssue
@@ -71,24 +73,7 @@ def _backends(
                 + _host_hint(out["ollama"]),
             )
         )
-    mistral = out.get("mistral_rs")
-    if isinstance(mistral, dict) and mistral.get("device") == "metal" and not _apple_silicon():
-        # Metal is Apple's GPU API: on any other machine mistral.rs can only use the CPU, and the
-        # loaded configuration says so rather than promising a GPU that is not there.
-        out["mistral_rs"] = {**mistral, "device": "cpu"}
-        notes.append(
-            ConfigIssue(
-                "backends.mistral_rs.device",
-                f"'metal' is the GPU of Apple Silicon Macs; this machine is "
-                f"{platform.system()} {platform.machine()}, so mistral.rs runs on the CPU "
-                '(device = "cpu")',
-            )
-        )
     return out
-
-
-def _apple_silicon() -> bool:
-    return platform.system() == "Darwin" and platform.machine() == "arm64"
 
 
 def _ollama_host(table: dict[str, Any], path: str, errors: list[ConfigIssue]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from daemon import devices
 from daemon.config import legacy
 from daemon.config.checks import cross_check
 from daemon.config.partial import SECTIONS, Reported, did_you_mean, toml_type, validate
@@ -124,6 +125,7 @@ def inspect_text(text: str, base_dir: Path, known_backends: Iterable[str] = ()) 
         if key not in raw and key != "models":  # absent sections take their defaults in checks
             sections[key] = field.get_default(call_default_factory=True)
     issues.extend(cross_check(raw, sections, set(known_backends), Reported(issues)))
+    notes += devices.config_notes(sections)
     if issues:
         return Checked(None, issues, notes)
     return Checked(TektraConfig.model_validate(raw), [], notes)
@@ -182,6 +184,14 @@ def _with_absolute_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
         out["mqtt"] = {
             k: absolute(v) if k in files and isinstance(v, str) and v else v
             for k, v in mqtt.items()
+        }
+    templates = out.get("templates")
+    if isinstance(templates, dict):
+        out["templates"] = {
+            name: {**t, "file": absolute(t["file"])}
+            if isinstance(t, dict) and isinstance(t.get("file"), str)
+            else t
+            for name, t in templates.items()
         }
     audio = out.get("audio")
     if isinstance(audio, dict) and isinstance(audio.get("source"), str):

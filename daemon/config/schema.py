@@ -14,8 +14,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Capability = Literal["text", "image", "audio", "video"]
-TemplateName = Literal["auto", "gemma", "llama3", "mistral", "chatml", "qwen", "phi"]
-BUILTIN_BACKENDS = ("llama_cpp", "mistral_rs", "ollama", "openai")
+Device = Literal["auto", "cpu", "cuda", "metal"]
+"""Where an in-process engine runs a model (see `daemon.devices`)."""
+FAMILY_TEMPLATES = ("auto", "gemma", "llama3", "mistral", "chatml", "qwen", "phi")
+DEFAULT_ORDER = ("llama_cpp", "mistral_rs", "ollama", "openai")
+# anthropic is not in the default order: only a model that names it sends conversations there.
+BUILTIN_BACKENDS = (*DEFAULT_ORDER, "anthropic")
 
 
 class Section(BaseModel):
@@ -296,12 +300,17 @@ class LlamaCppSettings(Section):
     n_threads: int | None = Field(None, ge=1, le=1024)
     """CPU threads for generation; all cores when unset."""
     n_batch: int = Field(512, ge=8, le=65_536)
-    n_gpu_layers: int = Field(0, ge=-1)
+    device: Device = "auto"
+    """`auto` (the GPU when llama.cpp has one, else the CPU), `cpu`, `cuda` or `metal`."""
+    n_gpu_layers: int = Field(-1, ge=-1)
+    """Layers offloaded when a model runs on a GPU (-1: all); `device = "cpu"` offloads none."""
 
 
 class MistralRsSettings(Section):
     enabled: bool = False
-    device: Literal["cpu", "cuda", "metal"] = "cpu"
+    device: Device = "auto"
+    """`auto`, `cpu`, `cuda` or `metal`; mistral.rs runs where its build does (`mistralrs`: the
+    CPU, `mistralrs-cuda` / `mistralrs-metal`: that GPU), and any other is a load error."""
     threads: int | None = Field(None, ge=1, le=1024)
     """CPU threads (RAYON_NUM_THREADS, fixed at the first load); all cores but one when unset."""
 
@@ -321,6 +330,19 @@ class OpenAISettings(Section):
     timeout_s: float = Field(120.0, gt=0.0)
 
 
+class AnthropicSettings(Section):
+    enabled: bool = False
+    """Off by default: it sends conversations to Anthropic's servers."""
+    base_url: str | None = None
+    """Where the Messages API is served; Anthropic's own when unset."""
+    api_key_env: str = "ANTHROPIC_API_KEY"
+    """Name of the environment variable holding the key (never the key itself)."""
+    timeout_s: float = Field(120.0, gt=0.0)
+    sampling: bool = False
+    """Send the preset's temperature, top_p and top_k; newer models refuse them, so by default
+    only max_tokens is sent."""
+
+
 class PluginBackendSettings(BaseModel):
     """Settings of a backend that came from a plugin and declared no settings model of its own."""
 
@@ -331,7 +353,7 @@ class PluginBackendSettings(BaseModel):
 class BackendsSettings(Section):
     # Extra keys are tables of plugin backends; `checks` rejects any that no installed plugin owns.
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
-    default: list[str] = list(BUILTIN_BACKENDS)
+    default: list[str] = list(DEFAULT_ORDER)
     """Order tried for a model that states no `backend_preferences`."""
     failure_threshold: int = Field(3, ge=1, le=100)
     """Consecutive failures after which a backend rests for `cooldown_s`."""
@@ -340,6 +362,7 @@ class BackendsSettings(Section):
     mistral_rs: MistralRsSettings = MistralRsSettings()
     ollama: OllamaSettings = OllamaSettings()
     openai: OpenAISettings = OpenAISettings()
+    anthropic: AnthropicSettings = AnthropicSettings()
 
     def enabled(self, name: str) -> bool:
         """Whether `[backends.<name>]` lets the backend run; a plugin with no table is enabled."""
@@ -408,7 +431,8 @@ class ModelSource(Section):
     ollama: str | None = None
     """An Ollama tag such as `gemma3n:e4b`; the Ollama server owns the weights."""
     served: str | None = None
-    """The name an OpenAI-compatible server (vLLM, llama.cpp server, LM Studio) serves it under."""
+    """The name an OpenAI-compatible server (vLLM, llama.cpp server, LM Studio) serves it under,
+    or Anthropic's model name."""
     file: str | None = None
     """File inside `package` or `hf` (required there, meaningless elsewhere)."""
     revision: str | None = None
@@ -439,14 +463,17 @@ class ModelEntry(Section):
     source: ModelSource
     backend_preferences: list[str] = []
     """Backends to try in order; `[backends].default` when empty."""
-    template: TemplateName = "auto"
-    """`auto` uses the chat template inside the model file; a family name forces ours."""
+    template: str = "auto"
+    """`auto` uses the chat template inside the model file; a family name (FAMILY_TEMPLATES)
+    forces ours; the name of a `[templates]` table uses that one."""
     context_length: int = Field(4096, ge=256, le=1_048_576)
     capabilities: list[Capability] = ["text"]
     memory_mb: int | None = Field(None, ge=1)
     """Overrides the estimate (file size + context) used against `[memory_limits]`."""
     stop: list[str] = []
     """Extra stop sequences on top of the template's own."""
+    device: Device | None = None
+    """Where llama.cpp or mistral.rs runs this model; the backend's `device` when unset."""
 
 
 class Preset(Section):
@@ -465,6 +492,22 @@ BUILTIN_PRESETS: dict[str, dict[str, object]] = {
     "quality": {"max_tokens": 512, "temperature": 0.3, "top_p": 0.95, "top_k": 60},
     "creative": {"max_tokens": 512, "temperature": 1.0, "top_p": 0.98, "top_k": 100},
 }
+
+
+class TemplateSource(Section):
+    """A chat template a user wrote, in Jinja as Hugging Face and llama.cpp read it: exactly one
+    of `source` and `file`."""
+
+    source: str | None = None
+    """The template itself."""
+    file: str | None = None
+    """A file holding the template; relative to models.toml."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TemplateSource:
+        if (self.source is None) == (self.file is None):
+            raise ValueError("give exactly one of source, file")
+        return self
 
 
 class MemoryLimits(Section):
@@ -486,6 +529,8 @@ class TektraConfig(Section):
     backends: BackendsSettings = BackendsSettings()
     models: list[ModelEntry] = []
     presets: dict[str, Preset] = {}
+    templates: dict[str, TemplateSource] = {}
+    """Chat templates by name, for a model's `template`."""
     memory_limits: MemoryLimits = MemoryLimits()
     media: MediaSettings = MediaSettings()
     metrics: MetricsSettings = MetricsSettings()

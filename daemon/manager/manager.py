@@ -17,6 +17,7 @@ from pathlib import Path
 from daemon import media, model_sources
 from daemon.backends.base import (
     Backend,
+    EngineBackend,
     GenerationParams,
     GenerationRequest,
     GenerationStats,
@@ -296,6 +297,8 @@ class UnifiedModelManager:
             capabilities=frozenset(model.capabilities),
             mmproj=source.mmproj,
             hf_config=source.hf_config,
+            chat_template=self.config.templates.get(model.template),
+            device=model.device,
         )
 
     async def _ensure_loaded(self, model: ModelEntry, name: str) -> Backend:
@@ -447,6 +450,13 @@ class UnifiedModelManager:
         spec = self._spec(model)
         return spec, backend.estimate_memory_mb(spec) if backend is not None else 0
 
+    async def _device(self, model: ModelEntry, name: str | None) -> str | None:
+        """Where `model` runs (or would) on backend `name`; None where a server decides."""
+        backend = self.backend(name) if name is not None else None
+        if not isinstance(backend, EngineBackend):
+            return None
+        return await asyncio.to_thread(lambda: backend.device_of(self._spec(model)))
+
     async def _info(self, model: ModelEntry) -> ModelInfo:
         holder = self._memory.backend_of(model.id)
         resident = self._memory.get(model.id, holder) if holder else None
@@ -454,10 +464,12 @@ class UnifiedModelManager:
         memory = resident.mb if resident else model.memory_mb
         preferred = list(model.backend_preferences or self.config.backends.default)
         candidate = holder or next((b for b in preferred if b in self.registry), None)
+        device = None
         try:
             backend = self.backend(candidate) if memory is None and candidate else None
             _, estimate = await asyncio.to_thread(self._estimate, model, backend)
             memory = memory if backend is None else estimate
+            device = await self._device(model, candidate)
         except TektraError as exc:
             problem = exc.message
         return ModelInfo(
@@ -468,4 +480,5 @@ class UnifiedModelManager:
             loaded=resident is not None,
             memory_mb=memory,
             problem=problem,
+            device=device,
         )

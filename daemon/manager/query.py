@@ -58,6 +58,9 @@ class ModelInfo:
     memory_mb: int | None
     problem: str | None
     """Why it cannot be used now (file missing, not pulled), if so."""
+    device: str | None = None
+    """Where it runs, or would once loaded: `cpu`, `cuda`, `metal`; None where a server
+    decides (Ollama, OpenAI-compatible, Anthropic) or a plugin does not say."""
 
 
 @dataclass(frozen=True)

@@ -43,9 +43,9 @@ def test_ask_status_and_models_go_through_the_daemon(make_daemon: Callable[..., 
     models = tektra(daemon, "models")
     assert models.returncode == 0, models.stderr
     rows = [line.split() for line in models.stdout.splitlines()]
-    assert rows[0] == ["ID", "BACKEND", "CAPABILITIES", "LOADED", "MEMORY", "STATUS"]
-    assert rows[1] == ["echo", "recorder", "text", "yes", "100", "MB", "ready"]
-    assert rows[2] == ["parrot", "recorder", "text", "no", "100", "MB", "ready"]
+    assert rows[0] == ["ID", "BACKEND", "DEVICE", "CAPABILITIES", "LOADED", "MEMORY", "STATUS"]
+    assert rows[1] == ["echo", "recorder", "-", "text", "yes", "100", "MB", "ready"]
+    assert rows[2] == ["parrot", "recorder", "-", "text", "no", "100", "MB", "ready"]
 
     unknown = tektra(daemon, "ask", "hi", "--model", "gpt-9")
     assert unknown.returncode == 1

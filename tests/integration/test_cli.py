@@ -85,8 +85,8 @@ def test_validate_lists_every_error_with_its_key_path_and_fails() -> None:
     assert result.stdout.splitlines() == [
         f"{broken}: 2 error(s)",
         "  backends.llama_cpp.n_threads: must be at least 1 (got 0)",
-        "  models[0].template: must be one of 'auto', 'gemma', 'llama3', 'mistral', 'chatml', "
-        "'qwen' or 'phi' (got 'vicuna')",
+        "  models[0].template: no template 'vicuna' (built-in or in [templates]: 'auto', "
+        "'gemma', 'llama3', 'mistral', 'chatml', 'qwen', 'phi')",
     ]
 
 
@@ -169,10 +169,12 @@ def test_models_shows_backend_capabilities_loaded_state_and_memory() -> None:
     result = tektra("models", "--config", str(ROOT / "models.toml"))
     assert result.returncode == 0
     header, row = result.stdout.splitlines()
-    assert header.split() == ["ID", "BACKEND", "CAPABILITIES", "LOADED", "MEMORY", "STATUS"]
+    assert header.split() == [
+        "ID", "BACKEND", "DEVICE", "CAPABILITIES", "LOADED", "MEMORY", "STATUS"
+    ]  # fmt: skip
     cells = row.split()
-    assert cells[:4] == ["smollm2", "llama_cpp", "text", "no"]
-    assert int(cells[4]) > 100 and cells[5:] == ["MB", "ready"]
+    assert cells[:5] == ["smollm2", "llama_cpp", "cpu", "text", "no"]
+    assert int(cells[5]) > 100 and cells[6:] == ["MB", "ready"]
 
 
 def test_run_refuses_to_start_on_an_invalid_file() -> None:

@@ -12,7 +12,7 @@ from daemon.model_sources import package_dir
 
 CONFIGS = Path(__file__).parents[2] / "fixtures" / "configs"
 BROKEN = CONFIGS / "broken"
-KNOWN = "known: llama_cpp, mistral_rs, ollama, openai"
+KNOWN = "known: anthropic, llama_cpp, mistral_rs, ollama, openai"
 
 EXPECTED: dict[str, list[str]] = {
     "unknown_key": ["daemon.nod_id: unknown key (did you mean 'node_id'?)"],
@@ -54,8 +54,8 @@ EXPECTED: dict[str, list[str]] = {
     "not_toml": ["not valid TOML: Illegal character '\\n' (at line 2, column 19)"],
     "several_errors": [
         "backends.llama_cpp.n_threads: must be at least 1 (got 0)",
-        "models[0].template: must be one of 'auto', 'gemma', 'llama3', 'mistral', 'chatml', "
-        "'qwen' or 'phi' (got 'vicuna')",
+        "models[0].template: no template 'vicuna' (built-in or in [templates]: 'auto', "
+        "'gemma', 'llama3', 'mistral', 'chatml', 'qwen', 'phi')",
     ],
 }
 

@@ -13,7 +13,7 @@ import pytest
 
 from daemon.config.load import check_text
 
-KNOWN = "known: llama_cpp, mistral_rs, ollama, openai"
+KNOWN = "known: anthropic, llama_cpp, mistral_rs, ollama, openai"
 MODEL = '[[models]]\nid = "m"\nsource = { ollama = "m:1" }\n'
 
 CASES: dict[str, tuple[str, list[str]]] = {

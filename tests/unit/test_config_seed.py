@@ -31,14 +31,16 @@ def test_the_migration_guides_models_toml_loads_with_notes() -> None:
     config, issues, notes = inspect_file(CONFIGS / "seed_migration_guide.toml")
     assert issues == []
     assert [str(n) for n in notes] == [
-        "backends.mistral_rs.device: 'metal' is the GPU of Apple Silicon Macs; this machine is "
-        f"{platform.system()} {platform.machine()}, so mistral.rs runs on the CPU "
-        '(device = "cpu")',
         MULTIMODAL,
         OLLAMA_BY_ID,
+        # Today's spelling too: where there is no Metal, mistral.rs models do not load (a clear
+        # error at load, then the next backend), rather than running on the CPU unasked.
+        "backends.mistral_rs.device: 'metal' is an Apple Silicon GPU (Metal), which a "
+        f"{platform.system()} {platform.machine()} machine does not have: models there will "
+        'not load (device = "auto" uses the CPU here)',
     ]
     assert config is not None
-    assert config.backends.mistral_rs.device == "cpu"
+    assert config.backends.mistral_rs.device == "metal"
     assert config.backends.default == ["mistral_rs", "llama_cpp", "ollama"]
     model = config.models[0]
     assert (model.id, model.source.ollama) == ("gemma3n:e4b", "gemma3n:e4b")
