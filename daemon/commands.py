@@ -426,7 +426,7 @@ COMMANDS: dict[str, Command[Any]] = {
     "microphone": Command(MicrophoneArgs, Commands._microphone, plain=plain_switch),
     "new_conversation": Command(NewConversationArgs, Commands._new_conversation),
     "cancel": Command(CancelArgs, Commands._cancel),
-    "say": Command(SayArgs, Commands._say),
+    "say": Command(SayArgs, Commands._say, plain=plain_text),
     "stop": Command(NoArgs, Commands._stop),
     "entities": Command(NoArgs, Commands._list_entities),
 }

@@ -284,7 +284,7 @@ def read_payload(
 
 
 def plain_text(text: str) -> dict[str, Any]:
-    """`command/ask` with plain text asks that text."""
+    """`command/ask` with plain text asks that text; `command/say` speaks it."""
     return {"text": text}
 
 
