@@ -10,6 +10,7 @@ another, so answers and `say` requests never talk over each other.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 from collections.abc import Callable
@@ -32,8 +33,10 @@ from daemon.events import (
 from daemon.speech.engines import FallbackEngine, SpeechFailed, make_engine
 from daemon.speech.player import OutputLost, Player
 from daemon.speech.text import SentenceSplitter, sentences
+from pipelines.audio import float_to_pcm
 
 log = logging.getLogger("tektra.speech")
+STREAM_CHUNK_S = 0.5  # audio per streamed line: small lines, few of them
 SPOKEN_IDS_KEPT = 64  # answers to spoken queries remembered until their `response` arrives
 
 
@@ -68,7 +71,8 @@ class Speaker:
         self.settings = settings
         self.bus = bus
         self.engine: FallbackEngine | None = None
-        if settings.engine != "none" and settings.output != "none":
+        if settings.engine != "none":
+            # Made with `output = "none"` too: a socket `say` with `stream` takes the audio.
             self.engine = make_engine(settings)
         self.player = Player(
             settings.output,
@@ -91,7 +95,13 @@ class Speaker:
 
     @property
     def enabled(self) -> bool:
+        """There is a voice (and so a task to `run`), audible or not."""
         return self.engine is not None
+
+    @property
+    def audible(self) -> bool:
+        """Answers and `say` are played: there is a voice and an output to play it on."""
+        return self.engine is not None and self.settings.output != "none"
 
     def holding(self) -> bool:
         """Whether the microphone must not open an utterance now (half duplex)."""
@@ -101,7 +111,7 @@ class Speaker:
 
     async def say(self, request_id: RequestId, text: str) -> dict[str, object]:
         """Speak `text`; return once it has been played, with what was spoken."""
-        if self.engine is None:
+        if not self.audible:
             raise NotSpeaking("speech is off ([tts] engine or output is `none`)")
         parts = sentences(text)
         if not parts:
@@ -111,6 +121,29 @@ class Speaker:
             self._put(request_id, part)
         self._put(request_id, None, done)
         return await done
+
+    async def stream(
+        self, request_id: RequestId, text: str, send: Callable[[dict[str, object]], None]
+    ) -> dict[str, object]:
+        """`text` as audio for the caller, not played (so `output = "none"` is no obstacle):
+        each sentence is sent as it is synthesised, in `{"audio", "rate"}` lines of base64
+        16-bit mono PCM of at most STREAM_CHUNK_S each, at the engine's own rate."""
+        if self.engine is None:
+            raise NotSpeaking("speech is off ([tts] engine is `none`)")
+        parts = sentences(text)
+        if not parts:
+            raise NotSpeaking("nothing in the text can be spoken")
+        seconds = 0.0
+        for part in parts:
+            audio = await self.engine.synthesize(part)  # SpeechFailed: the caller hears why
+            pcm = float_to_pcm(audio.samples * self.settings.volume)
+            step = 2 * max(1, round(STREAM_CHUNK_S * audio.rate))
+            for start in range(0, len(pcm), step):
+                chunk = base64.b64encode(pcm[start : start + step]).decode()
+                send({"audio": chunk, "rate": audio.rate})
+            seconds += audio.seconds
+        log.info("say %s: %d sentences streamed to the caller", request_id, len(parts))
+        return {"sentences": len(parts), "seconds": round(seconds, 2), "engine": self.engine.name}
 
     async def stop(self) -> dict[str, object]:
         """Silence now: what plays is cut, what waits is dropped, and the answers being read
@@ -147,6 +180,11 @@ class Speaker:
         """Follow the bus and speak until cancelled."""
         if self.engine is None:
             return
+        if not self.audible:  # only `say` with `stream` uses the voice: nothing to follow
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await self.engine.close()
         tasks = [
             asyncio.create_task(self._speak_forever(), name="tektra-speech-worker"),
             asyncio.create_task(self.player.run(), name="tektra-speech-player"),
