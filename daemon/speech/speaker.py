@@ -16,6 +16,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from daemon.config.schema import TtsSettings
 from daemon.errors import TektraError
 from daemon.events import (
@@ -136,7 +138,7 @@ class Speaker:
         seconds = 0.0
         for part in parts:
             audio = await self.engine.synthesize(part)  # SpeechFailed: the caller hears why
-            pcm = float_to_pcm(audio.samples * self.settings.volume)
+            pcm = float_to_pcm((audio.samples * self.settings.volume).astype(np.float32))
             step = 2 * max(1, round(STREAM_CHUNK_S * audio.rate))
             for start in range(0, len(pcm), step):
                 chunk = base64.b64encode(pcm[start : start + step]).decode()

@@ -34,7 +34,7 @@ async def test_say_with_stream_sends_the_spoken_words_to_the_caller(
     rates = {c["rate"] for c in chunks}
     assert len(rates) == 1 and rates <= {16000, 22050}
     pcm = b"".join(base64.b64decode(c["audio"]) for c in chunks)
-    samples = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768
+    samples = (np.frombuffer(pcm, "<i2") / 32768).astype(np.float32)
     assert done["result"]["seconds"] == round(len(samples) / rates.pop(), 2)
     wav = tmp_path / "streamed.wav"
     wav.write_bytes(float_to_wav(samples, chunks[0]["rate"]))
