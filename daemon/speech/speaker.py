@@ -13,8 +13,10 @@ import asyncio
 import base64
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -64,6 +66,34 @@ class _Said:
     sentences: int = 0
     seconds: float = 0.0
     problems: list[TektraError] = field(default_factory=list)
+    started: float | None = None
+    """When the request began (time.monotonic()): the origin of its `timings_ms`."""
+    audible: float | None = None
+    """When its first sample left the device, as the device reported it."""
+
+    def heard(self, at: float) -> None:
+        if self.audible is None:
+            self.audible = at
+
+    def timings_ms(self) -> dict[str, float]:
+        if self.started is None or self.audible is None:
+            return {}
+        return {"first_audible": round((self.audible - self.started) * 1000, 1)}
+
+
+@dataclass(frozen=True)
+class AnswerSpoken(Event):
+    """An answer was read out to its end (published after its `response`, which comes when the
+    text is complete): how long it took to be heard, on the clock of the response's own
+    `timings_ms`. An answer cut off by `stop` has none."""
+
+    kind: ClassVar[str] = "spoken"
+    id: RequestId
+    sentences: int
+    seconds: float
+    engine: str
+    timings_ms: dict[str, float]
+    """`first_audible`: from the request to the first sample of the answer leaving the device."""
 
 
 class Speaker:
@@ -119,6 +149,7 @@ class Speaker:
         if not parts:
             raise NotSpeaking("nothing in the text can be spoken")
         done: asyncio.Future[dict[str, object]] = asyncio.get_running_loop().create_future()
+        self._said[request_id] = _Said(started=time.monotonic())
         for part in parts:
             self._put(request_id, part)
         self._put(request_id, None, done)
@@ -211,6 +242,9 @@ class Speaker:
             for sentence in splitter.feed(event.text):
                 self._put(event.id, sentence)
         elif isinstance(event, ResponseDone) and event.id in self._splitters:
+            # The response's timings count from when the answer began: `total` ago.
+            started = time.monotonic() - event.timings_ms.get("total", 0.0) / 1000
+            self._said.setdefault(event.id, _Said()).started = started
             for sentence in self._splitters.pop(event.id).finish():
                 self._put(event.id, sentence)
             self._put(event.id, None)
@@ -252,7 +286,7 @@ class Speaker:
                 self._speaking = item.id
                 self.bus.publish(SpeechChanged("speaking", item.id, self.engine.name))
             try:
-                await self.player.play(audio)
+                await self.player.play(audio, said.heard if said.sentences == 0 else None)
             except OutputLost as exc:
                 said.problems.append(exc)
                 continue
@@ -265,6 +299,13 @@ class Speaker:
         self._said.pop(item.id, None)
         if said.sentences and self._speaking == item.id:
             self._speaking = None
+            if item.done is None:  # an answer (a `say` reports in its own result)
+                assert self.engine is not None
+                seconds = round(said.seconds, 2)
+                spoken = AnswerSpoken(
+                    item.id, said.sentences, seconds, self.engine.name, said.timings_ms()
+                )
+                self.bus.publish(spoken)
             self.bus.publish(SpeechChanged("idle", item.id))
             if item.id in self._spoken and self.on_answer_spoken is not None:
                 self.on_answer_spoken()
@@ -282,6 +323,7 @@ class Speaker:
                     "sentences": said.sentences,
                     "seconds": round(said.seconds, 2),
                     "engine": self.engine.name,
+                    **({"timings_ms": said.timings_ms()} if said.timings_ms() else {}),
                     **({"problems": [p.message for p in said.problems]} if said.problems else {}),
                 }
             )
