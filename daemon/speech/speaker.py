@@ -4,7 +4,9 @@ It listens to the event bus, as MQTT and the socket do, and changes nothing in t
 a `transcript` event marks an answer as one to a spoken query; its `response_chunk`s are cut
 into sentences, each synthesised (in the engine's process) and queued on the player while the
 model goes on writing; the `response` event ends it. One worker speaks one sentence after
-another, so answers and `say` requests never talk over each other.
+another, so answers and `say` requests never talk over each other. An answer heard to its end is
+a `spoken` event with the time its first sample became audible. A `say` with `stream` is not
+played: its audio goes to the caller.
 """
 
 from __future__ import annotations
