@@ -95,6 +95,10 @@ async def test_home_assistants_say_stop_and_speaking_entities_drive_the_voice(
             # An automation's plain-text payload is spoken as it stands.
             await ha.publish(f"{BASE}/command/say", b"The dryer is done.", 1)
             await mqtt.wait_until(lambda: len(mqtt.on(f"{BASE}/reply")) == 3, 60)
+            # Audio is streamed to socket callers only: MQTT says so in our words.
+            streamed = {"id": "st", "text": "Hello.", "stream": True}
+            await ha.publish(f"{BASE}/command/say", json.dumps(streamed), 1)
+            refused = await mqtt.wait_for(lambda m: m.topic == f"{BASE}/error")
         stopped, plain = [m.json() for m in mqtt.on(f"{BASE}/reply")[1:]]
         assert plain["command"] == "say" and plain["result"]["sentences"] == 1, plain
         assert stopped == {
@@ -102,5 +106,9 @@ async def test_home_assistants_say_stop_and_speaking_entities_drive_the_voice(
             "command": "stop",
             "result": {"stopped": [], "cancelled": []},
         }
-        assert mqtt.on(f"{BASE}/error") == []
+        assert refused.json() == {
+            "id": "st",
+            "code": "unsupported",
+            "message": "say: `stream` works over the socket only",
+        }
     assert daemon.stop() == 0
