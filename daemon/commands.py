@@ -51,6 +51,8 @@ from daemon.voice import VOICE_SESSION
 log = logging.getLogger("tektra.commands")
 
 Result = dict[str, Any]
+LineSink = Callable[[dict[str, Any]], None]
+"""Sends a reply line of the caller's own (the socket's), its `id` added; never waits."""
 A = TypeVar("A", bound=Args)
 FRONT_ENDS = frozenset({"socket", "mqtt"})
 
@@ -72,6 +74,10 @@ class Speaking(Protocol):
     """What the daemon needs of its voice (daemon.speech.speaker.Speaker has it)."""
 
     async def say(self, request_id: RequestId, text: str) -> dict[str, object]: ...
+
+    async def stream(
+        self, request_id: RequestId, text: str, send: LineSink
+    ) -> dict[str, object]: ...
 
     async def stop(self) -> dict[str, object]: ...
 
@@ -96,6 +102,8 @@ class Call:
     """Where a streaming command's chunks go besides the bus (the socket's chunk lines)."""
     session: str | None = None
     """The caller's own conversation (a socket connection's); None: each question stands alone."""
+    on_line: LineSink | None = None
+    """Where a streaming command's other lines go (a `say` with `stream`'s audio)."""
 
 
 @dataclass(frozen=True)
@@ -215,10 +223,16 @@ class Commands:
     # --- running -----------------------------------------------------------------------------
 
     def streaming(self, request: Request) -> bool:
-        return COMMANDS[request.command].streaming
+        audio = isinstance(request.args, SayArgs) and request.args.stream
+        return COMMANDS[request.command].streaming or audio
 
     async def run_request(
-        self, request: Request, on_chunk: ChunkSink | None = None, *, session: str | None = None
+        self,
+        request: Request,
+        on_chunk: ChunkSink | None = None,
+        *,
+        session: str | None = None,
+        on_line: LineSink | None = None,
     ) -> Outcome:
         """Run a request read by `read_line` / `read_message`; never raises but for
         cancellation. A bug in one command is logged with its traceback and reported as
@@ -230,7 +244,7 @@ class Commands:
             return Outcome.failed(request.id, request.command, exc)
         try:
             result = await command.run(
-                self, request.args, Call(request.id, request.front_end, on_chunk, session)
+                self, request.args, Call(request.id, request.front_end, on_chunk, session, on_line)
             )
         except TektraError as exc:
             # An answer's own failure is already on the bus (assistant.answer publishes it);
@@ -382,6 +396,10 @@ class Commands:
     async def _say(self, args: SayArgs, call: Call) -> Result:
         if self.speaker is None:
             raise Unavailable("this daemon has no voice")
+        if args.stream:
+            if call.on_line is None:
+                raise ProtocolError("unsupported", "say: `stream` works over the socket only")
+            return dict(await self.speaker.stream(call.id, args.text, call.on_line))
         return dict(await self.speaker.say(call.id, args.text))
 
     async def _stop(self, _: NoArgs, __: Call) -> Result:
@@ -426,7 +444,7 @@ COMMANDS: dict[str, Command[Any]] = {
     "microphone": Command(MicrophoneArgs, Commands._microphone, plain=plain_switch),
     "new_conversation": Command(NewConversationArgs, Commands._new_conversation),
     "cancel": Command(CancelArgs, Commands._cancel),
-    "say": Command(SayArgs, Commands._say),
+    "say": Command(SayArgs, Commands._say, plain=plain_text),
     "stop": Command(NoArgs, Commands._stop),
     "entities": Command(NoArgs, Commands._list_entities),
 }

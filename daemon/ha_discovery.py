@@ -4,7 +4,7 @@ Device-based discovery (one retained message on `<discovery_prefix>/device/<node
 Home Assistant documents it: `device` and `origin` (required for device discovery) at the top, the
 entities in `components`, each with its `platform` and a `unique_id`; availability follows the
 daemon's retained `status` topic. The entities read the stream topics (`transcript`, `response`,
-`state`) and the retained ones of `daemon.retained`; their commands are the daemon's own
+`intent`, `state`) and the retained ones of `daemon.retained`; their commands are the daemon's own
 (`daemon.commands.COMMANDS`).
 
 `configuration_url` is sent only when `[mqtt] discovery_configuration_url` names one: the daemon
@@ -18,6 +18,7 @@ from importlib.metadata import PackageNotFoundError, metadata, version
 from typing import Any
 
 from daemon.commands import COMMANDS
+from daemon.intents.handlers import INTENTS
 from daemon.states import STATE_NAMES
 
 STATES = list(STATE_NAMES)
@@ -29,6 +30,7 @@ SENSOR_STATE_MAX = 255
 BUTTONS = [
     # (command, name, icon, entity_category): pressed, each sends its command an empty payload.
     ("cancel", "Cancel the answer", "mdi:stop-circle-outline", None),
+    ("stop", "Stop", "mdi:stop", None),  # silence the voice at once (and the answer with it)
     ("new_conversation", "New conversation", "mdi:chat-plus-outline", None),
     ("reload", "Reload configuration", "mdi:reload", "config"),
 ]
@@ -128,6 +130,14 @@ def _event(fields: list[str], event_type: str) -> str:
     return f"{{{{ {{'event_type': '{event_type}', {pairs}}} | tojson }}}}"
 
 
+def _intent_event() -> str:
+    """The `intent` topic's message as an `event` entity's payload: its `intent` (one of
+    `INTENTS`) is the event type, the rest the event's attributes."""
+    fields = ["id", "text", "slots", "entities", "result"]
+    pairs = ", ".join(f"'{f}': value_json.{f}" for f in fields)
+    return f"{{{{ {{'event_type': value_json.intent, {pairs}}} | tojson }}}}"
+
+
 def _conversation(base: str) -> list[Entity]:
     """What was heard and answered: events fire on every message (a sensor would ignore the
     same text twice), sensors keep the last one across restarts (retained topics)."""
@@ -166,6 +176,27 @@ def _conversation(base: str) -> list[Entity]:
             },
         ),
         (
+            "intent_event",
+            {
+                "platform": "event",
+                "name": "Intent",
+                "icon": "mdi:home-lightning-bolt-outline",
+                "state_topic": f"{base}/intent",
+                "event_types": list(INTENTS),
+                "value_template": _intent_event(),
+            },
+        ),
+        (
+            "speaking",
+            {
+                "platform": "binary_sensor",
+                "name": "Speaking",
+                "icon": "mdi:account-voice",
+                "state_topic": f"{base}/tts",
+                "value_template": "{{ 'ON' if value == 'speaking' else 'OFF' }}",
+            },
+        ),
+        (
             "transcript",
             {
                 "platform": "sensor",
@@ -200,6 +231,20 @@ def _controls(base: str, models: list[str], commands: Collection[str]) -> list[E
                 "icon": "mdi:chat-question",
                 "command_topic": f"{base}/command/ask",
                 "command_template": '{"text": {{ value | tojson }}}',  # each ask gets its own id
+                "min": 1,
+                "max": SENSOR_STATE_MAX,
+                "mode": "text",
+            },
+        ),
+        (
+            "say",
+            {
+                "platform": "text",
+                "name": "Say",
+                "icon": "mdi:bullhorn",
+                "command_topic": f"{base}/command/say",
+                # JSON, as for Ask: a plain payload would be read as JSON if it began with `{`.
+                "command_template": '{"text": {{ value | tojson }}}',
                 "min": 1,
                 "max": SENSOR_STATE_MAX,
                 "mode": "text",

@@ -47,6 +47,7 @@ from daemon.intents.hermes import hermes_messages
 from daemon.outbox import Outbox, Outgoing
 from daemon.protocol import Request
 from daemon.retained import RetainedTopics
+from daemon.speech.speaker import AnswerSpoken
 from daemon.supervisor import backoff_delays, run_together
 
 log = logging.getLogger("tektra.mqtt")
@@ -216,6 +217,8 @@ class MqttLink:
         if isinstance(event, IntentHandled):
             config = self.commands.assistant.config
             return [self._json("intent", event), *hermes_messages(event, config, qos)]
+        if isinstance(event, AnswerSpoken):  # heard to its end, after its `response`
+            return [self._json("response/spoken", event)]
         if isinstance(event, ModelChanged):
             return [Outgoing(f"{self.base}/model", event.model.encode(), qos, True, keep=False)]
         return []

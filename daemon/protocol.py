@@ -117,6 +117,9 @@ class CancelArgs(Args):
 class SayArgs(Args):
     text: str = Field(min_length=1)
     """Spoken through the daemon's speaker; the reply comes once it has been played."""
+    stream: bool = False
+    """Socket only: the audio comes back to the caller as `{"id", "audio", "rate"}` lines
+    (base64 16-bit little-endian mono PCM) instead of being played; then the `result`."""
 
 
 @dataclass(frozen=True)
@@ -284,7 +287,7 @@ def read_payload(
 
 
 def plain_text(text: str) -> dict[str, Any]:
-    """`command/ask` with plain text asks that text."""
+    """`command/ask` with plain text asks that text; `command/say` speaks it."""
     return {"text": text}
 
 

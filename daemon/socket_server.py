@@ -185,14 +185,19 @@ class SocketServer:
         if request.command == "subscribe":
             await self._subscribe(connection, request)
             return
-        on_chunk = None
+        on_chunk = on_line = None
         if self.commands.streaming(request):
 
             def on_chunk(text: str) -> None:
                 connection.send({"id": request.id, "chunk": text})
 
+            def on_line(fields: dict[str, Any]) -> None:
+                connection.send({"id": request.id, **fields})
+
         # run_request never raises (but for cancellation): every failure is an Outcome.
-        outcome = await self.commands.run_request(request, on_chunk, session=conversation)
+        outcome = await self.commands.run_request(
+            request, on_chunk, session=conversation, on_line=on_line
+        )
         connection.send(outcome.socket_line())
 
     async def _subscribe(self, connection: ClientConnection, request: Request) -> None:

@@ -350,3 +350,6 @@ _HANDLERS: dict[str, Callable[[Handlers, Match], Awaitable[Outcome]]] = {
     "HassGetCurrentDate": Handlers._date,
     "HassNevermind": Handlers._nevermind,
 }
+
+INTENTS = tuple(_HANDLERS)
+"""The intents Tektra carries out itself (the `intent` topic's `intent` values)."""

@@ -68,6 +68,10 @@ class Player:
         self._lock = threading.Lock()  # the buffer, shared with PortAudio's thread
         self._chunks: deque[np.ndarray] = deque()
         self._queued = 0  # samples in `_chunks`
+        # Callbacks waiting for a sample to reach the speaker: (its position counted in samples
+        # ever queued, callback). `_played` counts the samples taken from `_chunks` so far.
+        self._marks: deque[tuple[int, Callable[[float], None]]] = deque()
+        self._played = 0
         # time.monotonic() until which the microphone is held; a float is written atomically.
         self._hold_until = 0.0
         self._last_sound = 0.0
@@ -83,8 +87,10 @@ class Player:
         enough for the microphone's VAD to ask on every block."""
         return time.monotonic() < self._hold_until
 
-    async def play(self, audio: Audio) -> None:
-        """Queue audio after what is already playing; returns at once. Raises OutputLost."""
+    async def play(self, audio: Audio, on_audible: Callable[[float], None] | None = None) -> None:
+        """Queue audio after what is already playing; returns at once. Raises OutputLost.
+        `on_audible` is called on the loop with the time (time.monotonic()) at which the first
+        sample leaves the device, as the device reports it."""
         if self.output == "none" or not len(audio.samples):
             return
         self._loop = asyncio.get_running_loop()
@@ -99,6 +105,8 @@ class Player:
             samples = Resampler(audio.rate, self._rate)(samples)
         samples = np.clip(samples * self._volume, -1.0, 1.0).astype(np.float32)
         with self._lock:
+            if on_audible is not None:
+                self._marks.append((self._played + self._queued, on_audible))
             self._chunks.append(samples)
             self._queued += len(samples)
             queued_s = self._queued / self._rate
@@ -111,6 +119,7 @@ class Player:
         with self._lock:
             self._chunks.clear()
             self._queued = 0
+            self._marks.clear()  # never heard
         self._hold(0.0)
         self._drained.set()
 
@@ -180,6 +189,7 @@ class Player:
     ) -> None:
         """PortAudio's thread: copy queued audio into `out`, silence after it; quick."""
         filled = 0
+        heard: list[tuple[int, Callable[[float], None]]] = []
         with self._lock:
             while filled < frames and self._chunks:
                 chunk = self._chunks[0]
@@ -191,6 +201,10 @@ class Player:
                 else:
                     self._chunks[0] = chunk[take:]
             self._queued -= filled
+            while self._marks and self._marks[0][0] < self._played + filled:
+                position, callback = self._marks.popleft()
+                heard.append((position - self._played, callback))
+            self._played += filled
             left_s = self._queued / rate
             empty = not self._chunks
         out[filled:, 0] = 0.0
@@ -199,6 +213,10 @@ class Player:
             # can be later than the latency the stream reported when it opened.
             ahead = min(MAX_AHEAD_S, max(0.0, float(when.outputBufferDacTime - when.currentTime)))
             self._hold(left_s + frames / rate + max(0.0, ahead - self._latency_s))
+            now = time.monotonic()
+            for offset, callback in heard:
+                with contextlib.suppress(RuntimeError):  # a closed loop: the daemon is exiting
+                    loop.call_soon_threadsafe(callback, now + ahead + offset / rate)
             if empty:
                 with contextlib.suppress(RuntimeError):  # a closed loop: the daemon is exiting
                     loop.call_soon_threadsafe(self._drained.set)

@@ -4,16 +4,23 @@ It listens to the event bus, as MQTT and the socket do, and changes nothing in t
 a `transcript` event marks an answer as one to a spoken query; its `response_chunk`s are cut
 into sentences, each synthesised (in the engine's process) and queued on the player while the
 model goes on writing; the `response` event ends it. One worker speaks one sentence after
-another, so answers and `say` requests never talk over each other.
+another, so answers and `say` requests never talk over each other. An answer heard to its end is
+a `spoken` event with the time its first sample became audible. A `say` with `stream` is not
+played: its audio goes to the caller.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
 
 from daemon.config.schema import TtsSettings
 from daemon.errors import TektraError
@@ -32,8 +39,10 @@ from daemon.events import (
 from daemon.speech.engines import FallbackEngine, SpeechFailed, make_engine
 from daemon.speech.player import OutputLost, Player
 from daemon.speech.text import SentenceSplitter, sentences
+from pipelines.audio import float_to_pcm
 
 log = logging.getLogger("tektra.speech")
+STREAM_CHUNK_S = 0.5  # audio per streamed line: small lines, few of them
 SPOKEN_IDS_KEPT = 64  # answers to spoken queries remembered until their `response` arrives
 
 
@@ -59,6 +68,34 @@ class _Said:
     sentences: int = 0
     seconds: float = 0.0
     problems: list[TektraError] = field(default_factory=list)
+    started: float | None = None
+    """When the request began (time.monotonic()): the origin of its `timings_ms`."""
+    audible: float | None = None
+    """When its first sample left the device, as the device reported it."""
+
+    def heard(self, at: float) -> None:
+        if self.audible is None:
+            self.audible = at
+
+    def timings_ms(self) -> dict[str, float]:
+        if self.started is None or self.audible is None:
+            return {}
+        return {"first_audible": round((self.audible - self.started) * 1000, 1)}
+
+
+@dataclass(frozen=True)
+class AnswerSpoken(Event):
+    """An answer was read out to its end (published after its `response`, which comes when the
+    text is complete): how long it took to be heard, on the clock of the response's own
+    `timings_ms`. An answer cut off by `stop` has none."""
+
+    kind: ClassVar[str] = "spoken"
+    id: RequestId
+    sentences: int
+    seconds: float
+    engine: str
+    timings_ms: dict[str, float]
+    """`first_audible`: from the request to the first sample of the answer leaving the device."""
 
 
 class Speaker:
@@ -68,7 +105,8 @@ class Speaker:
         self.settings = settings
         self.bus = bus
         self.engine: FallbackEngine | None = None
-        if settings.engine != "none" and settings.output != "none":
+        if settings.engine != "none":
+            # Made with `output = "none"` too: a socket `say` with `stream` takes the audio.
             self.engine = make_engine(settings)
         self.player = Player(
             settings.output,
@@ -91,7 +129,13 @@ class Speaker:
 
     @property
     def enabled(self) -> bool:
+        """There is a voice (and so a task to `run`), audible or not."""
         return self.engine is not None
+
+    @property
+    def audible(self) -> bool:
+        """Answers and `say` are played: there is a voice and an output to play it on."""
+        return self.engine is not None and self.settings.output != "none"
 
     def holding(self) -> bool:
         """Whether the microphone must not open an utterance now (half duplex)."""
@@ -101,16 +145,40 @@ class Speaker:
 
     async def say(self, request_id: RequestId, text: str) -> dict[str, object]:
         """Speak `text`; return once it has been played, with what was spoken."""
-        if self.engine is None:
+        if not self.audible:
             raise NotSpeaking("speech is off ([tts] engine or output is `none`)")
         parts = sentences(text)
         if not parts:
             raise NotSpeaking("nothing in the text can be spoken")
         done: asyncio.Future[dict[str, object]] = asyncio.get_running_loop().create_future()
+        self._said[request_id] = _Said(started=time.monotonic())
         for part in parts:
             self._put(request_id, part)
         self._put(request_id, None, done)
         return await done
+
+    async def stream(
+        self, request_id: RequestId, text: str, send: Callable[[dict[str, object]], None]
+    ) -> dict[str, object]:
+        """`text` as audio for the caller, not played (so `output = "none"` is no obstacle):
+        each sentence is sent as it is synthesised, in `{"audio", "rate"}` lines of base64
+        16-bit mono PCM of at most STREAM_CHUNK_S each, at the engine's own rate."""
+        if self.engine is None:
+            raise NotSpeaking("speech is off ([tts] engine is `none`)")
+        parts = sentences(text)
+        if not parts:
+            raise NotSpeaking("nothing in the text can be spoken")
+        seconds = 0.0
+        for part in parts:
+            audio = await self.engine.synthesize(part)  # SpeechFailed: the caller hears why
+            pcm = float_to_pcm((audio.samples * self.settings.volume).astype(np.float32))
+            step = 2 * max(1, round(STREAM_CHUNK_S * audio.rate))
+            for start in range(0, len(pcm), step):
+                chunk = base64.b64encode(pcm[start : start + step]).decode()
+                send({"audio": chunk, "rate": audio.rate})
+            seconds += audio.seconds
+        log.info("say %s: %d sentences streamed to the caller", request_id, len(parts))
+        return {"sentences": len(parts), "seconds": round(seconds, 2), "engine": self.engine.name}
 
     async def stop(self) -> dict[str, object]:
         """Silence now: what plays is cut, what waits is dropped, and the answers being read
@@ -147,6 +215,11 @@ class Speaker:
         """Follow the bus and speak until cancelled."""
         if self.engine is None:
             return
+        if not self.audible:  # only `say` with `stream` uses the voice: nothing to follow
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await self.engine.close()
         tasks = [
             asyncio.create_task(self._speak_forever(), name="tektra-speech-worker"),
             asyncio.create_task(self.player.run(), name="tektra-speech-player"),
@@ -171,6 +244,9 @@ class Speaker:
             for sentence in splitter.feed(event.text):
                 self._put(event.id, sentence)
         elif isinstance(event, ResponseDone) and event.id in self._splitters:
+            # The response's timings count from when the answer began: `total` ago.
+            started = time.monotonic() - event.timings_ms.get("total", 0.0) / 1000
+            self._said.setdefault(event.id, _Said()).started = started
             for sentence in self._splitters.pop(event.id).finish():
                 self._put(event.id, sentence)
             self._put(event.id, None)
@@ -212,7 +288,7 @@ class Speaker:
                 self._speaking = item.id
                 self.bus.publish(SpeechChanged("speaking", item.id, self.engine.name))
             try:
-                await self.player.play(audio)
+                await self.player.play(audio, said.heard if said.sentences == 0 else None)
             except OutputLost as exc:
                 said.problems.append(exc)
                 continue
@@ -225,6 +301,13 @@ class Speaker:
         self._said.pop(item.id, None)
         if said.sentences and self._speaking == item.id:
             self._speaking = None
+            if item.done is None:  # an answer (a `say` reports in its own result)
+                assert self.engine is not None
+                seconds = round(said.seconds, 2)
+                spoken = AnswerSpoken(
+                    item.id, said.sentences, seconds, self.engine.name, said.timings_ms()
+                )
+                self.bus.publish(spoken)
             self.bus.publish(SpeechChanged("idle", item.id))
             if item.id in self._spoken and self.on_answer_spoken is not None:
                 self.on_answer_spoken()
@@ -242,6 +325,7 @@ class Speaker:
                     "sentences": said.sentences,
                     "seconds": round(said.seconds, 2),
                     "engine": self.engine.name,
+                    **({"timings_ms": said.timings_ms()} if said.timings_ms() else {}),
                     **({"problems": [p.message for p in said.problems]} if said.problems else {}),
                 }
             )

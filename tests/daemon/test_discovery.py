@@ -18,9 +18,12 @@ from daemon.events import (
     Event,
     EventBus,
     ResponseDone,
+    SpeechChanged,
     TranscriptReady,
 )
 from daemon.ha_discovery import BUTTONS, discovery_payload, pick_support_url
+from daemon.intents.engine import IntentHandled
+from daemon.intents.handlers import INTENTS
 from daemon.protocol import Request, check_args, read_payload
 from daemon.retained import RetainedTopics
 from daemon.voice import VoiceBridge
@@ -209,9 +212,22 @@ def sample_topics() -> dict[str, bytes]:
     answer = ResponseDone("q1", LONG, "echo", "llama_cpp", "stop", 3, 120, {"total": 9.5})
     heard = TranscriptReady("voice-1", "turn on the light")
     failed = ErrorRaised("q2", "backend_failed", "llama_cpp: " + "x" * 300)
-    stream = {"response": _wire(answer), "transcript": _wire(heard), "error": _wire(failed)}
+    acted = IntentHandled(
+        "voice-1",
+        "turn on the light",
+        "HassTurnOn",
+        {"name": "light.kitchen"},
+        ["light.kitchen"],
+        {"success": True, "code": "done", "speech": "Turned on the kitchen light"},
+    )
+    stream = {
+        "response": _wire(answer),
+        "transcript": _wire(heard),
+        "error": _wire(failed),
+        "intent": _wire(acted),
+    }
     topics = {f"{BASE}/{sub}": payload for sub, payload in stream.items()}
-    for event in (answer, heard, failed):
+    for event in (answer, heard, failed, SpeechChanged("speaking", "voice-1", "espeak")):
         topics |= {m.topic: m.payload for m in retained.messages_for(event)}
     for message in retained.snapshot(waiting=0, dropped=2, reconnects=1):
         topics[message.topic] = message.payload
@@ -244,9 +260,12 @@ def test_entities_a_home_assistant_user_expects_with_their_categories() -> None:
         ("Listening", "binary_sensor", None),
         ("Transcript", "event", None),
         ("Answer", "event", None),
+        ("Intent", "event", None),
+        ("Speaking", "binary_sensor", None),
         ("Last transcript", "sensor", None),
         ("Last answer", "sensor", None),
         ("Ask", "text", None),
+        ("Say", "text", None),
         ("Microphone", "switch", "config"),
         ("Model", "select", "config"),
         ("State", "sensor", "diagnostic"),
@@ -259,6 +278,7 @@ def test_entities_a_home_assistant_user_expects_with_their_categories() -> None:
     seen = {(n, c["platform"], c.get("entity_category")) for n, c in by_name.items()}
     assert seen == expected
     assert "Reload configuration" in buttons  # `reload` is a command today
+    assert buttons["Stop"] == "stop"
     for name, command in buttons.items():
         assert by_name[name]["command_topic"] == f"{BASE}/command/{command}"
         assert by_name[name]["payload_press"] == ""
@@ -319,6 +339,21 @@ def test_templates_render_as_home_assistant_renders_them() -> None:
         event = json.loads(shown(name))
         assert event["event_type"] == event_type and event_type in entity["event_types"]
         assert event["text"] == (text or "turn on the light")
+    # The intent event: its type is the intent's name, one of those Tektra carries out.
+    intent = by_name["Intent"]
+    assert sorted(intent["event_types"]) == sorted(INTENTS)
+    assert {"HassTurnOn", "HassStartTimer", "HassGetCurrentTime"} <= set(INTENTS)
+    assert json.loads(shown("Intent")) == {
+        "event_type": "HassTurnOn",
+        "id": "voice-1",
+        "text": "turn on the light",
+        "slots": {"name": "light.kitchen"},
+        "entities": ["light.kitchen"],
+        "result": {"success": True, "code": "done", "speech": "Turned on the kitchen light"},
+    }
+    # Speaking follows the retained `tts` topic.
+    assert shown("Speaking") == "ON"
+    assert render_value(by_name["Speaking"]["value_template"], b"idle") == "OFF"
 
 
 def parse_payload(command: str, payload: bytes) -> Request:
@@ -332,6 +367,8 @@ def test_what_the_entities_send_is_a_command_the_daemon_accepts() -> None:
     by_name = components_by_name(discovery_payload(BASE, "testnode", ["echo"]))
     sent = [
         ("ask", render(by_name["Ask"]["command_template"], value='Say "hi" \u00e9')),
+        ("say", render(by_name["Say"]["command_template"], value='{"washing": "done"}')),
+        ("say", "the washing machine is done"),  # plain text, as an automation sends it
         ("load_model", render(by_name["Model"]["command_template"], value="echo")),
         ("microphone", by_name["Microphone"]["payload_on"]),
         ("microphone", by_name["Microphone"]["payload_off"]),
@@ -348,6 +385,8 @@ def test_what_the_entities_send_is_a_command_the_daemon_accepts() -> None:
                 "image": None,
             },
         ),
+        ("say", {"text": '{"washing": "done"}', "stream": False}),
+        ("say", {"text": "the washing machine is done", "stream": False}),
         ("load_model", {"model": "echo", "backend": None}),
         ("microphone", {"on": True}),
         ("microphone", {"on": False}),
