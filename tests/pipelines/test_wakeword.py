@@ -1,0 +1,128 @@
+"""The wake word heard in the audio (`[audio.wake] engine = "micro"`), on real synthetic speech.
+
+The "okay nabu" fixtures are said by piper (joe) and espeak-ng; the other speech fixtures never
+say the wake word, and the non-speech ones (music, noise) hold no words at all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipelines.events import Transcript, TranscriptIgnored, WakeDetected
+from pipelines.wakeword import MicroWakeWordDetector, WakeModelUnavailable
+from tests.pipelines.conftest import (
+    MANIFEST,
+    clip,
+    config,
+    expected,
+    run_pipeline,
+    silence,
+    until_file_done,
+    words,
+    write_stream,
+)
+
+WAKE_WORD = [name.removesuffix(".wav") for name in MANIFEST["wake_word"]]
+NOT_ADDRESSED = [name.removesuffix(".wav") for name in MANIFEST["speech"]] + [
+    name.removesuffix(".wav") for name in MANIFEST["non_speech"]
+]
+
+
+def heard(name: str, model: str = "okay_nabu") -> list[str]:
+    """The wakes a fresh detector hears in a fixture fed in 100 ms blocks, as the mic gives."""
+    detector = MicroWakeWordDetector(model)
+    audio = clip(name)
+    wakes = []
+    for offset in range(0, len(audio), 1600):
+        wakes += detector.process(audio[offset : offset + 1600])
+    return [wake.name for wake in wakes]
+
+
+@pytest.mark.parametrize("name", WAKE_WORD)
+def test_okay_nabu_said_by_piper_and_espeak_wakes_exactly_once(name: str) -> None:
+    assert heard(name) == ["okay_nabu"]  # the refractory period: one wake word, one wake
+
+
+def test_speech_music_and_noise_without_the_wake_word_never_wake() -> None:
+    assert {name: heard(name) for name in NOT_ADDRESSED} == {name: [] for name in NOT_ADDRESSED}
+
+
+def test_another_shipped_model_does_not_hear_okay_nabu() -> None:
+    assert heard("okay_nabu_kitchen_joe", "hey_jarvis") == []
+
+
+def test_a_model_given_by_the_path_of_its_json_or_tflite_file_loads() -> None:
+    import pymicro_wakeword
+
+    models = Path(pymicro_wakeword.__file__).parent / "models"
+    assert MicroWakeWordDetector(str(models / "okay_nabu.json")).name == "okay_nabu"
+    assert MicroWakeWordDetector(str(models / "okay_nabu.tflite")).name == "okay_nabu"
+
+
+def test_an_unknown_model_is_an_error_in_our_words(tmp_path: Path) -> None:
+    with pytest.raises(WakeModelUnavailable) as raised:
+        MicroWakeWordDetector("hey_tektra")
+    assert raised.value.code == "wake_model_unavailable"
+    assert raised.value.message == (
+        "[audio.wake] model 'hey_tektra' is neither a shipped model "
+        "(okay_nabu, hey_jarvis, hey_mycroft, alexa) nor a microWakeWord .json/.tflite file"
+    )
+
+
+@pytest.mark.integration
+async def test_only_speech_after_the_wake_word_is_transcribed_and_asked(tmp_path: Path) -> None:
+    addressed = ["okay_nabu_kitchen_joe", "okay_nabu_kitchen_espeak"]
+    order = ["kitchen_lights", "radio", "music", *addressed]
+    parts = [silence(0.5)]
+    for name in order:
+        parts += [clip(name), silence(1.5)]
+    stream = write_stream(tmp_path / "wake.wav", *parts)
+    wake = {"engine": "micro", "model": "okay_nabu", "follow_up_s": 0.0}
+    cfg = config(audio={"source": f"file:{stream}", "file_pace": "fast", "wake": wake})
+
+    run = await run_pipeline(cfg, until_file_done)
+
+    assert [(e.name, e.score > 0.85) for e in run.of(WakeDetected)] == [("okay_nabu", True)] * 2
+    # Whisper never ran on the speech said before a wake: only the requests were transcribed,
+    # with the wake word's own audio cut off.
+    ignored = [(e.text, e.reason) for e in run.of(TranscriptIgnored)]
+    assert ignored == [("", "no_wake"), ("", "no_wake")]  # kitchen_lights, radio (music: no VAD)
+    assert run.transcripts == ["turn on the kitchen light"] * 2
+    assert [words(q.text) for q in run.queries] == ["turn on the kitchen light"] * 2
+    assert all(not q.continues for q in run.queries)  # a wake starts afresh
+
+
+@pytest.mark.integration
+async def test_the_wake_word_alone_lets_the_next_utterance_through(tmp_path: Path) -> None:
+    stream = write_stream(
+        tmp_path / "alone.wav",
+        silence(0.5), clip("okay_nabu_joe"), silence(1.5), clip("kitchen_lights"), silence(1.5),
+        clip("garage"), silence(1.5),
+    )  # fmt: skip
+    wake = {"engine": "micro", "follow_up_s": 60.0}
+    cfg = config(audio={"source": f"file:{stream}", "file_pace": "fast", "wake": wake})
+
+    run = await run_pipeline(cfg, until_file_done)
+
+    assert len(run.of(WakeDetected)) == 1
+    assert [(e.text, e.reason) for e in run.of(TranscriptIgnored)] == [("", "wake_only")]
+    # Both follow inside the window the wake opened (60 s): no wake word needed.
+    assert [words(q.text) for q in run.queries] == [
+        words(expected("kitchen_lights")),
+        words(expected("garage")),
+    ]
+    assert [t.text for t in run.of(Transcript) if "nabu" in t.text.lower()] == []
+
+
+@pytest.mark.integration
+async def test_engine_none_asks_every_utterance_and_ignores_the_phrases(tmp_path: Path) -> None:
+    stream = write_stream(tmp_path / "none.wav", silence(0.5), clip("garage"), silence(1.5))
+    wake = {"engine": "none", "phrases": ["hey computer"]}
+    cfg = config(audio={"source": f"file:{stream}", "file_pace": "fast", "wake": wake})
+
+    run = await run_pipeline(cfg, until_file_done)
+
+    assert [words(q.text) for q in run.queries] == [words(expected("garage"))]
+    assert run.of(WakeDetected) == []
