@@ -4,7 +4,9 @@ nabu, turn on the kitchen light" becomes the query "turn on the kitchen light", 
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import os
 import re
 from collections.abc import Callable
 
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 
 from pipelines.audio import float_to_pcm
-from tests.daemon.conftest import Daemon, SocketClient
+from tests.daemon.conftest import ROOT, TEKTRA, Daemon, SocketClient
 from tests.pipelines.conftest import clip, silence
 
 pytestmark = pytest.mark.integration
@@ -58,4 +60,30 @@ async def test_only_the_request_after_okay_nabu_is_transcribed_and_answered(
     ]
     await pusher.close()
     await watcher.close()
+    assert daemon.stop() == 0
+
+
+async def _listen(daemon: Daemon, name: str) -> tuple[int | None, str]:
+    """`tektra listen` of a fixture against `daemon`: its exit status and what it printed."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(daemon.site), str(ROOT)])}
+    wav = ROOT / f"fixtures/audio/{name}.wav"
+    listen = await asyncio.create_subprocess_exec(
+        TEKTRA, "listen", str(wav), "--config", str(daemon.config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(listen.communicate(), 120)
+    return listen.returncode, out.decode()
+
+
+async def test_tektra_listen_says_when_no_wake_word_was_heard(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    daemon = make_daemon('broker = "none"', extra=MICRO)
+    assert await _listen(daemon, "kitchen_lights") == (1, "not transcribed: no wake word heard\n")
+    status, printed = await _listen(daemon, "okay_nabu_kitchen_espeak")
+    assert status == 0
+    assert [words(line) for line in printed.splitlines()] == [
+        "heard turn on the kitchen light",
+        "you said turn on the kitchen light",
+    ]
     assert daemon.stop() == 0
