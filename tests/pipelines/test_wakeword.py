@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipelines.events import Transcript, TranscriptIgnored, WakeDetected
 from pipelines.wakeword import MicroWakeWordDetector, WakeModelUnavailable
 from tests.pipelines.conftest import (
     MANIFEST,
+    Run,
     clip,
     config,
     expected,
@@ -126,3 +128,48 @@ async def test_engine_none_asks_every_utterance_and_ignores_the_phrases(tmp_path
 
     assert [words(q.text) for q in run.queries] == [words(expected("garage"))]
     assert run.of(WakeDetected) == []
+
+
+@pytest.mark.parametrize(("refractory_s", "wakes"), [(2.0, 1), (1.0, 2)])
+def test_a_wake_word_said_again_inside_the_refractory_period_is_no_new_wake(
+    refractory_s: float, wakes: int
+) -> None:
+    # "okay nabu" twice, 0.2 s apart (each fires ~0.8 s into its clip). The model's probability
+    # stays above its cut-off for half a second after a wake word: shorter refractory periods
+    # would hear one word as several wakes.
+    twice = np.concatenate([clip("okay_nabu_joe"), silence(0.2), clip("okay_nabu_joe")])
+    detector = MicroWakeWordDetector("okay_nabu", refractory_s)
+    heard = [
+        w
+        for offset in range(0, len(twice), 1600)
+        for w in detector.process(twice[offset : offset + 1600])
+    ]
+    assert len(heard) == wakes
+
+
+@pytest.mark.integration
+async def test_after_an_answer_a_follow_up_needs_no_wake_word_and_continues(
+    tmp_path: Path,
+) -> None:
+    stream = write_stream(
+        tmp_path / "follow.wav",
+        silence(0.5), clip("okay_nabu_kitchen_joe"), silence(1.5), clip("bedroom_lights"),
+        silence(1.5),
+    )  # fmt: skip
+    wake = {"engine": "micro", "follow_up_s": 60.0}
+    cfg = config(audio={"source": f"file:{stream}", "file_pace": "fast", "wake": wake})
+    holder: list[Run] = []
+
+    async def answer(query: object) -> None:
+        holder[0].pipeline.note_answered()
+
+    async def body(run: Run) -> None:
+        holder.append(run)
+        await until_file_done(run)
+
+    run = await run_pipeline(cfg, body, answer=answer)
+    assert [(words(q.text), q.continues) for q in run.queries] == [
+        ("turn on the kitchen light", False),
+        (words(expected("bedroom_lights")), True),
+    ]
+    assert len(run.of(WakeDetected)) == 1
