@@ -6,6 +6,7 @@ say the wake word, and the non-speech ones (music, noise) hold no words at all.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from pipelines.events import Transcript, TranscriptIgnored, WakeDetected
 from pipelines.wakeword import MicroWakeWordDetector, WakeModelUnavailable
 from tests.pipelines.conftest import (
     MANIFEST,
+    Pulse,
     Run,
     clip,
     config,
@@ -22,6 +24,7 @@ from tests.pipelines.conftest import (
     run_pipeline,
     silence,
     until_file_done,
+    wait_for,
     words,
     write_stream,
 )
@@ -173,3 +176,27 @@ async def test_after_an_answer_a_follow_up_needs_no_wake_word_and_continues(
         (words(expected("bedroom_lights")), True),
     ]
     assert len(run.of(WakeDetected)) == 1
+
+
+@pytest.mark.integration
+async def test_the_wake_word_is_heard_on_the_virtual_microphone(
+    pulse: Pulse, tmp_path: Path
+) -> None:
+    # The real capture path: paplay -> PulseAudio null sink monitor -> sounddevice blocks.
+    cfg = config(audio={"source": "auto", "wake": {"engine": "micro", "follow_up_s": 0.0}})
+    wav = write_stream(
+        tmp_path / "played.wav",
+        silence(1.0), clip("radio"), silence(1.5), clip("okay_nabu_kitchen_espeak"), silence(1.5),
+    )  # fmt: skip
+
+    async def body(run: Run) -> None:
+        await wait_for(lambda: "open" in run.device_states("microphone"), 30, "the microphone")
+        player = pulse.play(wav)
+        await asyncio.to_thread(player.wait, 60)
+        await wait_for(lambda: len(run.queries) >= 1, 60, "a query")
+        await wait_for(lambda: run.pipeline.drained, 30, "the pipeline to drain")
+
+    run = await run_pipeline(cfg, body)
+    assert [e.name for e in run.of(WakeDetected)] == ["okay_nabu"]
+    assert [(e.text, e.reason) for e in run.of(TranscriptIgnored)] == [("", "no_wake")]
+    assert [words(q.text) for q in run.queries] == ["turn on the kitchen light"]
