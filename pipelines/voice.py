@@ -106,20 +106,21 @@ class _Lane:
     """Utterances opened since the lane's last end of stream."""
     detector: WakeWordDetector | None = None
     """The wake-word detector (`[audio.wake] engine = "micro"`), fed the same audio."""
-    last_wake: Wake | None = None
+    last_wake: _HeardWake | None = None
     fed: int = 0
-    """Samples fed to the lane: the stream position wakes are counted in."""
+    """Samples fed to the lane: the stream position wakes are placed at (the segmenter's, but
+    for the VAD's part-frame; realigned at each end of stream, where the VAD drops it)."""
 
-    def feed(self, chunk: Samples) -> list[SegmentEvent | Wake]:
+    def feed(self, chunk: Samples) -> list[SegmentEvent | _HeardWake]:
         """Blocking (Silero inference, ~0.1 ms a frame): one call at a time, on the loop for a
         capture block, in a worker thread for a large chunk. Wakes come in stream order among
         the segmenter's events (a replayed chunk may hold several utterances)."""
-        events: list[SegmentEvent | Wake] = []
+        events: list[SegmentEvent | _HeardWake] = []
         done = 0
         for wake in self.detector.process(chunk) if self.detector is not None else []:
-            upto = min(max(wake.at_sample - self.fed, done), len(chunk))
+            upto = min(max(wake.offset, done), len(chunk))
             events += self._segment(chunk[done:upto])
-            events.append(wake)
+            events.append(_HeardWake(wake, self.fed + upto))
             done = upto
         events += self._segment(chunk[done:])
         self.fed += len(chunk)
@@ -318,6 +319,7 @@ class VoicePipeline:
             if chunk is None:
                 await self._segmented(lane, lane.segmenter.flush())
                 lane.vad.reset()
+                lane.fed = lane.segmenter.position
                 if lane.detector is not None:
                     lane.detector.reset()
                 if name == PUSHED:  # so a client can tell "nothing heard" from "still working"
@@ -341,7 +343,7 @@ class VoicePipeline:
                     else:
                         events = await asyncio.to_thread(lane.feed, chunk)
                     for event in events:
-                        if isinstance(event, Wake):
+                        if isinstance(event, _HeardWake):
                             self._on_wake(lane, event)
                         else:
                             await self._segmented(lane, event)
@@ -404,9 +406,9 @@ class VoicePipeline:
                 self._partial(spec, audio, lane.start_s), name="tektra-voice-partial"
             )
 
-    def _on_wake(self, lane: _Lane, wake: Wake) -> None:
-        self._emit(WakeDetected(wake.name, wake.score, wake.at_sample / RATE))
-        lane.last_wake = wake
+    def _on_wake(self, lane: _Lane, heard: _HeardWake) -> None:
+        self._emit(WakeDetected(heard.wake.name, heard.wake.score, heard.at_sample / RATE))
+        lane.last_wake = heard
         if not lane.segmenter.in_utterance:  # said too softly to open one: the next counts
             self._woken_until = self._clock() + self._audio.wake.follow_up_s
 
@@ -558,6 +560,14 @@ class VoicePipeline:
 
     def _emit_event(self, event: PipelineEvent) -> None:
         self._emit(event)
+
+
+@dataclass(frozen=True)
+class _HeardWake:
+    """A wake, placed in the stream of its lane."""
+
+    wake: Wake
+    at_sample: int
 
 
 @dataclass(frozen=True)

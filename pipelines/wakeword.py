@@ -37,9 +37,9 @@ class Wake:
     """The model's id (`okay_nabu`)."""
     score: float
     """The model's smoothed probability when it fired (above its cut-off)."""
-    at_sample: int
-    """Samples fed to the detector before the point where it fired: the wake word ends a
-    little (~0.1 s) before it."""
+    offset: int
+    """Where in the samples of the `process` call that heard it the model fired (a little below
+    0: in the audio of the call before). The wake word ends a little (~0.1 s) before it."""
 
 
 class WakeWordDetector(Protocol):
@@ -60,36 +60,34 @@ class MicroWakeWordDetector:
         self._features = MicroWakeWordFeatures()
         self._refractory = round(refractory_s * RATE)
         self._rest: Samples = np.zeros(0, np.float32)
-        self._total = 0  # samples given to the feature front end
-        self._fed = 0  # the end of the audio the newest feature describes
+        self._fed = 0  # samples given to the feature front end since the start
         self._quiet_until = 0  # no wake reported before this sample (the refractory period)
         self.name = self._model.id
 
     def process(self, samples: Samples) -> list[Wake]:
         # Whole 10 ms steps only (the rest waits for the next call), so the n-th feature of a
         # call ends exactly n steps after the audio fed before it: wakes get a sample position.
+        # (The front end's first window is 30 ms: the very first features end 20 ms late.)
         audio = np.concatenate([self._rest, samples.astype(np.float32, copy=False)])
         usable = len(audio) - len(audio) % STEP
+        start = -len(self._rest)  # where `audio` begins, counted in `samples`
         self._rest = audio[usable:]
         pcm = (np.clip(audio[:usable], -1.0, 1.0) * 32767).astype("<i2").tobytes()
         wakes: list[Wake] = []
-        for feature in self._features.process_streaming(pcm):
-            self._fed += STEP
+        for index, feature in enumerate(self._features.process_streaming(pcm)):
+            offset = start + (index + 1) * STEP
             prob = self._model.process_streaming_prob(feature)
             cutoff = self._model.probability_cutoff
-            if prob is None or prob <= cutoff or self._fed < self._quiet_until:
+            if prob is None or prob <= cutoff or self._fed + offset < self._quiet_until:
                 continue
-            wakes.append(Wake(self.name, round(prob, 3), self._fed))
-            self._quiet_until = self._fed + self._refractory
-        self._total += usable
-        self._fed = self._total  # off by the front end's window (20 ms) at most
+            wakes.append(Wake(self.name, round(prob, 3), offset))
+            self._quiet_until = self._fed + offset + self._refractory
+        self._fed += len(samples)
         return wakes
 
     def reset(self) -> None:
         self._features.reset()
         self._model.reset()
-        self._total += len(self._rest)  # stream time keeps counting
-        self._fed = self._total
         self._rest = np.zeros(0, np.float32)
 
 

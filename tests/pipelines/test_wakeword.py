@@ -200,3 +200,23 @@ async def test_the_wake_word_is_heard_on_the_virtual_microphone(
     assert [e.name for e in run.of(WakeDetected)] == ["okay_nabu"]
     assert [(e.text, e.reason) for e in run.of(TranscriptIgnored)] == [("", "no_wake")]
     assert [words(q.text) for q in run.queries] == ["turn on the kitchen light"]
+
+
+@pytest.mark.integration
+async def test_the_wake_is_placed_right_after_many_pushed_streams_each_ending_mid_frame() -> None:
+    # Each end of a pushed stream drops the VAD's part-frame (here 500 samples, 40 times: 1.25 s);
+    # the cut at the wake must still fall between "okay nabu" and the request.
+    ragged = (silence((3 * 512 + 500) / 16_000) * 32767).astype("<i2")  # 3 VAD frames + 500
+    request = (np.concatenate([clip("okay_nabu_kitchen_joe"), silence(1.0)]) * 32767).astype("<i2")
+    wake = {"engine": "micro", "follow_up_s": 0.0}
+
+    async def body(run: Run) -> None:
+        for _ in range(40):
+            run.pipeline.push_pcm(ragged.tobytes())
+            run.pipeline.end_pcm()
+        run.pipeline.push_pcm(request.tobytes())
+        run.pipeline.end_pcm()
+        await wait_for(lambda: len(run.queries) == 1, 60, "the request")
+
+    run = await run_pipeline(config(audio={"source": "none", "wake": wake}), body)
+    assert [words(q.text) for q in run.queries] == ["turn on the kitchen light"]
