@@ -337,6 +337,9 @@ def _print_voice_answer(replies: Any, next_read: Callable[[], None]) -> int:
             utterances = fields["utterances"]
         elif kind == "pipeline" and name == "TranscriptIgnored" and fields["reason"] == "no_words":
             wordless += 1
+        elif kind == "pipeline" and name == "TranscriptIgnored" and fields["reason"] == "no_wake":
+            print("not transcribed: no wake word heard")
+            return 1
         elif kind == "pipeline" and name == "TranscriptIgnored":
             print(f"heard (not a query: {fields['reason']}): {fields['text']}")
             return 1

@@ -74,10 +74,14 @@ class Metrics:
         self.missed = 0
         """Bus events this room lost by falling behind (then the counts above are low)."""
         self.registry.register(_LiveState(outbox, lambda: self.missed))
-        # Wake detections: the pipeline reports a transcript it ignored, but no event says a wake
-        # phrase matched. When it does (say a `WakeDetected` pipeline event), count it in
-        # `_on_pipeline` under `tektra_wake_detections_total`; until then no such metric exists,
-        # rather than one that always says 0.
+        # Labelled by the wake word: no sample exists until a wake is heard (none at all unless
+        # `[audio.wake] engine = "micro"`), rather than one that always says 0.
+        self.wake_detections = Counter(
+            "tektra_wake_detections",
+            "Wake words heard in the audio, by wake-word model",
+            ["name"],
+            registry=self.registry,
+        )
 
     def count(self, event: Event) -> None:
         """Count one bus event."""
@@ -99,6 +103,8 @@ class Metrics:
             self.stage_seconds.labels("hangover").observe(data["hangover_s"])
         elif name == "FramesDropped" and isinstance(data.get("count"), int):
             self.audio_dropped.inc(data["count"])
+        elif name == "WakeDetected" and isinstance(data.get("name"), str):
+            self.wake_detections.labels(data["name"]).inc()
 
 
 class _LiveState(Collector):

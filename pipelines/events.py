@@ -64,14 +64,28 @@ class Transcript:
 
 
 @dataclass(frozen=True)
+class WakeDetected:
+    """The wake word was heard in the audio (`[audio.wake] engine = "micro"`)."""
+
+    name: str
+    """The wake-word model's id (`okay_nabu`)."""
+    score: float
+    """The model's smoothed probability when it fired (above the model's own cut-off)."""
+    at_s: float
+    """Stream time where it fired, a little after the wake word ends."""
+
+
+@dataclass(frozen=True)
 class TranscriptIgnored:
     """A transcript that did not become a query (no wake phrase, or only the wake phrase)."""
 
     text: str
-    reason: Literal["not_addressed", "wake_only", "no_words"]
+    reason: Literal["not_addressed", "wake_only", "no_words", "no_wake"]
     """`not_addressed`: no wake phrase and no follow-up window; `wake_only`: the wake phrase with
     nothing after it, which opens the follow-up window for the next utterance; `no_words`: the
-    utterance held no words (`text` is empty: what Whisper wrote was dropped as invented)."""
+    utterance held no words (`text` is empty: what Whisper wrote was dropped as invented);
+    `no_wake`: no wake word was heard in it (engine `micro`), so it was never transcribed
+    (`text` is empty)."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +132,7 @@ PipelineEvent = (
     | SpeechEnded
     | Transcript
     | TranscriptIgnored
+    | WakeDetected
     | PushedAudioEnded
     | DeviceState
     | FramesDropped

@@ -84,6 +84,11 @@ class SpeechSegmenter:
         return self._buffered
 
     @property
+    def position(self) -> int:
+        """Samples segmented since the start: the stream time of the audio fed next."""
+        return self._position
+
+    @property
     def silence_samples(self) -> int:
         """Samples of silence since the last voiced frame of the open utterance."""
         return self._silence_run if self._in_speech else 0

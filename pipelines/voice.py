@@ -48,6 +48,7 @@ from pipelines.events import (
     StateName,
     Transcript,
     TranscriptIgnored,
+    WakeDetected,
 )
 from pipelines.fusion import wants_images
 from pipelines.microphone import Microphone
@@ -56,6 +57,7 @@ from pipelines.speculative import Speculation
 from pipelines.stt import Recognition, Transcriber, load_transcriber
 from pipelines.vad import FRAME, VadStream, shared_vad
 from pipelines.wake import WakeGate
+from pipelines.wakeword import MicroWakeWordDetector, Wake, WakeWordDetector
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,9 @@ QUEUE_SAMPLES = 20 * RATE
 REPLAY_CHUNK_S = 0.1
 INLINE_VAD_SAMPLES = 4 * FRAME  # ~0.5 ms of Silero: cheaper on the loop than a worker-thread hop
 CAPTURE, PUSHED = "capture", "pushed"
+# After a wake word heard inside an utterance, less voiced audio than this is the wake word's own
+# tail (it fires ~0.1 s after the word ends): the wake word was said alone, with no request.
+MIN_REQUEST_S = 0.3
 
 
 @dataclass(frozen=True)
@@ -99,12 +104,31 @@ class _Lane:
     start_s: float = 0.0
     opened: int = 0
     """Utterances opened since the lane's last end of stream."""
+    detector: WakeWordDetector | None = None
+    """The wake-word detector (`[audio.wake] engine = "micro"`), fed the same audio."""
+    last_wake: _HeardWake | None = None
+    fed: int = 0
+    """Samples fed to the lane: the stream position wakes are placed at (the segmenter's, but
+    for the VAD's part-frame; realigned at each end of stream, where the VAD drops it)."""
 
-    def feed(self, chunk: Samples) -> list[SegmentEvent]:
+    def feed(self, chunk: Samples) -> list[SegmentEvent | _HeardWake]:
         """Blocking (Silero inference, ~0.1 ms a frame): one call at a time, on the loop for a
-        capture block, in a worker thread for a large chunk."""
+        capture block, in a worker thread for a large chunk. Wakes come in stream order among
+        the segmenter's events (a replayed chunk may hold several utterances)."""
+        events: list[SegmentEvent | _HeardWake] = []
+        done = 0
+        for wake in self.detector.process(chunk) if self.detector is not None else []:
+            upto = min(max(wake.offset, done), len(chunk))
+            events += self._segment(chunk[done:upto])
+            events.append(_HeardWake(wake, self.fed + upto))
+            done = upto
+        events += self._segment(chunk[done:])
+        self.fed += len(chunk)
+        return events
+
+    def _segment(self, audio: Samples) -> list[SegmentEvent]:
         events: list[SegmentEvent] = []
-        for frame, prob in self.vad.process(chunk):
+        for frame, prob in self.vad.process(audio):
             events += self.segmenter.process(frame, prob)
         return events
 
@@ -127,7 +151,12 @@ class VoicePipeline:
         self._handler, self._emit = handler, on_event
         self._image_capable = image_capable
         self._clock = clock
-        self._gate = WakeGate(tuple(audio.wake.phrases), audio.wake.follow_up_s)
+        phrase = audio.wake.engine == "phrase"
+        self._gate = WakeGate(tuple(audio.wake.phrases) if phrase else (), audio.wake.follow_up_s)
+        self._micro = audio.wake.engine == "micro"
+        self._woken_until = float("-inf")
+        """Clock time until which utterances need no wake word, after one heard without a
+        request (a wake does not make the request a follow-up of the last answer)."""
         self._queue: DropOldestQueue[tuple[str, Samples | None]] = DropOldestQueue(
             QUEUE_SAMPLES, lambda item: 0 if item[1] is None else len(item[1])
         )
@@ -221,6 +250,11 @@ class VoicePipeline:
                 max_utterance_s=settings.max_utterance_s,
             )
             self._lanes[name] = _Lane(vad.stream(), segmenter)
+            if self._micro:
+                wake = self._audio.wake
+                self._lanes[name].detector = await asyncio.to_thread(
+                    MicroWakeWordDetector, wake.model, wake.refractory_s
+                )
         self._update_state()
         tasks: dict[str, Coroutine[Any, Any, None]] = {
             "tektra-voice-vad": self._segment_forever(),
@@ -285,6 +319,9 @@ class VoicePipeline:
             if chunk is None:
                 await self._segmented(lane, lane.segmenter.flush())
                 lane.vad.reset()
+                lane.fed = lane.segmenter.position
+                if lane.detector is not None:
+                    lane.detector.reset()
                 if name == PUSHED:  # so a client can tell "nothing heard" from "still working"
                     self._emit(PushedAudioEnded(lane.opened))
                 lane.opened = 0
@@ -306,7 +343,10 @@ class VoicePipeline:
                     else:
                         events = await asyncio.to_thread(lane.feed, chunk)
                     for event in events:
-                        await self._segmented(lane, event)
+                        if isinstance(event, _HeardWake):
+                            self._on_wake(lane, event)
+                        else:
+                            await self._segmented(lane, event)
                     await self._speculate(lane)
                     lane.last_audio = self._clock()  # the wait for STT above is no gap in audio
                 finally:
@@ -336,8 +376,12 @@ class VoicePipeline:
         elif isinstance(event, UtteranceEnded):
             trailing = len(event.audio) - event.voiced if event.voiced >= 0 else 0
             self._emit(SpeechEnded(event.end_s - event.start_s, event.reason, trailing / RATE))
-            closed = _Closed(event, lane.speculation, lane.partial)
+            heard = _Closed(event, lane.speculation, lane.partial)
             lane.speculation = lane.partial = None
+            closed = self._woken(lane, heard) if self._micro else heard
+            if closed is None:  # not addressed: never transcribed
+                self._update_state()
+                return
             # Waiting here when STT is behind backs up into the audio queue, the one place where
             # audio is dropped (and counted); an utterance already cut is never thrown away.
             await self._utterances.put_wait(closed)
@@ -349,6 +393,8 @@ class VoicePipeline:
         spec, segmenter = lane.speculation, lane.segmenter
         if spec is None or not segmenter.in_utterance or self._transcriber is None:
             return
+        if self._micro and not self._listening_without_wake_word():
+            return  # Whisper runs only once addressed (a woken utterance is cut at the wake)
         buffered, silence = segmenter.buffered_samples, segmenter.silence_samples
         voiced = buffered - silence
         if spec.complete(silence, voiced):
@@ -359,6 +405,45 @@ class VoicePipeline:
             lane.partial = asyncio.create_task(
                 self._partial(spec, audio, lane.start_s), name="tektra-voice-partial"
             )
+
+    def _on_wake(self, lane: _Lane, heard: _HeardWake) -> None:
+        self._emit(WakeDetected(heard.wake.name, heard.wake.score, heard.at_sample / RATE))
+        lane.last_wake = heard
+        if not lane.segmenter.in_utterance:  # said too softly to open one: the next counts
+            self._woken_until = self._clock() + self._audio.wake.follow_up_s
+
+    def _listening_without_wake_word(self) -> bool:
+        """An answer is being given or was just given, or a wake word was said alone."""
+        now = self._clock()
+        return bool(self._answers) or self._gate.in_follow_up(now) or now <= self._woken_until
+
+    def _woken(self, lane: _Lane, closed: _Closed) -> _Closed | None:
+        """Engine `micro`: what of a closed utterance goes to Whisper, or None. An utterance with
+        the wake word in it is cut at the wake, so Whisper hears only the request said in the
+        same breath (tiny.en writes "okay nabu" as "okay now boo": no transcript to strip it
+        from); the wake word alone opens the follow-up window instead."""
+        utterance = closed.utterance
+        start, end = round(utterance.start_s * RATE), round(utterance.end_s * RATE)
+        wake = lane.last_wake
+        if wake is not None and start <= wake.at_sample <= end:
+            cut = min(wake.at_sample - start, len(utterance.audio))
+            voiced = utterance.voiced if utterance.voiced >= 0 else len(utterance.audio)
+            if voiced - cut < MIN_REQUEST_S * RATE:
+                self._woken_until = self._clock() + self._audio.wake.follow_up_s
+                self._emit(TranscriptIgnored("", "wake_only"))
+                return None
+            request = UtteranceEnded(
+                utterance.audio[cut:],
+                utterance.start_s + cut / RATE,
+                utterance.end_s,
+                utterance.reason,
+                voiced - cut,
+            )
+            return _Closed(request, None, None)  # partials heard the wake word: start afresh
+        if self._listening_without_wake_word():
+            return closed
+        self._emit(TranscriptIgnored("", "no_wake"))
+        return None
 
     async def _partial(self, spec: Speculation, audio: Samples, start_s: float) -> None:
         assert self._transcriber is not None
@@ -475,6 +560,14 @@ class VoicePipeline:
 
     def _emit_event(self, event: PipelineEvent) -> None:
         self._emit(event)
+
+
+@dataclass(frozen=True)
+class _HeardWake:
+    """A wake, placed in the stream of its lane."""
+
+    wake: Wake
+    at_sample: int
 
 
 @dataclass(frozen=True)

@@ -78,8 +78,20 @@ class VadSettings(Section):
 
 
 class WakeSettings(Section):
+    engine: Literal["phrase", "micro", "none"] = "phrase"
+    """What addresses Tektra. `phrase`: a wake phrase in Whisper's transcript (`phrases`; with
+    none, every utterance is a query: the default, so a fresh install answers whatever it hears).
+    `micro`: a wake word heard in the audio by microWakeWord (`model`) before any speech-to-text:
+    utterances without it are never transcribed. `none`: every utterance is a query."""
     phrases: list[str] = []
-    """With no phrases every utterance is a query."""
+    """With no phrases every utterance is a query (`engine = "phrase"` only)."""
+    model: str = "okay_nabu"
+    """`engine = "micro"`: a model shipped with pymicro-wakeword (`okay_nabu`, `hey_jarvis`,
+    `alexa`, `hey_mycroft`) or the path of a microWakeWord model's `.json` (its `.tflite`
+    beside it)."""
+    refractory_s: float = Field(2.0, ge=0.0, le=60.0)
+    """`engine = "micro"`: after a wake, the wake word is not heard again for this long (one
+    "okay nabu" is one wake, not a burst of them)."""
     follow_up_s: float = Field(8.0, ge=0.0, le=600.0)
     """After an answer, how long an utterance needs no wake phrase and continues the same
     conversation; a spoken request after it starts a new one."""

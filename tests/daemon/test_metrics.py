@@ -196,3 +196,12 @@ async def test_the_endpoint_closes_when_its_task_is_cancelled() -> None:
 
 def _text(metrics: Metrics) -> str:
     return generate_latest(metrics.registry).decode()
+
+
+def test_each_wake_detected_counts_under_its_wake_word() -> None:
+    metrics = Metrics()
+    assert not [k for k in parse(_text(metrics)) if k[0] == "tektra_wake_detections_total"]
+    for _ in range(2):
+        metrics.count(PipelineNotice("WakeDetected", {"name": "okay_nabu", "score": 0.9}))
+    samples = parse(_text(metrics))
+    assert samples[("tektra_wake_detections_total", (("name", "okay_nabu"),))] == 2
