@@ -30,8 +30,8 @@ from benchmarks.common import (
     read_wav,
     speech_clips,
 )
-from daemon.config.schema import SttSettings
-from daemon.model_sources import package_dir
+from daemon.core.config.schema import SttSettings
+from daemon.core.sources import package_dir
 from pipelines.audio import float_to_pcm
 from pipelines.stt import model_dir
 from pipelines.vad import shared_vad

@@ -37,7 +37,7 @@ from benchmarks.common import (
     read_wav,
     speech_clips,
 )
-from daemon.config.schema import SttSettings
+from daemon.core.config.schema import SttSettings
 from pipelines.audio import float_to_pcm
 from pipelines.stt import load_transcriber, model_dir
 from pipelines.wake import normalise

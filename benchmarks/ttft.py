@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from benchmarks.common import Figure, Section, median
-from daemon.config.load import load_config
-from daemon.manager.manager import Query, UnifiedModelManager
+from daemon.core.config.load import load_config
+from daemon.models.manager.manager import Query, UnifiedModelManager
 
 QUESTIONS = [
     "What is the capital of France?",

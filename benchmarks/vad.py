@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from benchmarks.common import AUDIO, Figure, Section, median, read_wav, speech_clips
-from daemon.config.schema import AudioSettings
+from daemon.core.config.schema import AudioSettings
 from pipelines.vad import FRAME, SAMPLE_RATE, Samples, shared_vad
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from benchmarks.common import AUDIO, Figure, Section, speech_clips
 from benchmarks.stt import THREADS, free_port, start_wyoming
-from daemon.config.schema import SttSettings
+from daemon.core.config.schema import SttSettings
 from pipelines.stt import model_dir
 from tests.daemon.conftest import Daemon, wait_for_port
 

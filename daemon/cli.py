@@ -22,20 +22,20 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from daemon.backends.registry import BackendRegistry
-from daemon.client import DaemonClient, DaemonError, DaemonUnreachable
-from daemon.config.load import (
+from daemon.core.config.load import (
     SYSTEM_CONFIG,
     ConfigNotFound,
     default_config_path,
     inspect_file,
     load_config,
 )
-from daemon.config.schema import TektraConfig
-from daemon.errors import ConfigError, TektraError
-from daemon.manager.manager import ModelInfo, Query, UnifiedModelManager
-from daemon.mqtt_credentials import load as load_credentials
-from daemon.socket_server import socket_path
+from daemon.core.config.schema import TektraConfig
+from daemon.core.errors import ConfigError, TektraError
+from daemon.frontends.mqtt.credentials import load as load_credentials
+from daemon.frontends.socket.client import DaemonClient, DaemonError, DaemonUnreachable
+from daemon.frontends.socket.server import socket_path
+from daemon.models.backends.registry import BackendRegistry
+from daemon.models.manager.manager import ModelInfo, Query, UnifiedModelManager
 
 SYSTEM_SOCKET = Path("/run/tektra/tektra.sock")
 PUSH_SECONDS = 0.5  # audio per push_audio request: small lines, steady feed
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"username={login.username}\npassword={login.password}")
             return 0
         if args.command == "service":
-            from daemon.service_install import install
+            from daemon.service.install import install
 
             return install(
                 user=args.user,
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                 target=args.target,
             )
         if args.command == "doctor":  # it reports an invalid configuration as a finding
-            from daemon.doctor import run as doctor
+            from daemon.service.doctor import run as doctor
 
             return doctor(path, args.socket)
         config = load_config(path, BackendRegistry().names())
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.socket is None and not sock.exists() and SYSTEM_SOCKET.exists():
             sock = SYSTEM_SOCKET  # no daemon of this user's, but the system service runs
         if args.command == "run":
-            from daemon.service import run
+            from daemon.service.runner import run
 
             return run(config, path)
         if args.command == "ask":
@@ -243,7 +243,7 @@ async def _ask_locally(
 
 def _models(config: TektraConfig, path: Path, sock: Path, args: argparse.Namespace) -> int:
     if args.action == "pull":
-        from daemon import model_sources
+        from daemon.core import sources as model_sources
 
         if not args.model_id:
             print("usage: tektra models pull MODEL_ID", file=sys.stderr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from daemon.config.schema import CameraSettings
+from daemon.core.config.schema import CameraSettings
 from pipelines.wake import normalise
 
 AttachPolicy = Literal["always", "on_request", "never"]

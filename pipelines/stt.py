@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from daemon.config.schema import SttSettings
-from daemon.errors import TektraError
-from daemon.model_sources import package_dir, resolve
+from daemon.core.config.schema import SttSettings
+from daemon.core.errors import TektraError
+from daemon.core.sources import package_dir, resolve
 from pipelines.wake import normalise
 
 Samples = npt.NDArray[np.float32]

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from daemon.errors import TektraError
-from daemon.model_sources import package_dir
+from daemon.core.errors import TektraError
+from daemon.core.sources import package_dir
 
 FRAME = 512
 CONTEXT = 64

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from daemon.config.schema import AudioSettings, CameraSettings, SttSettings, TektraConfig
-from daemon.errors import TektraError
+from daemon.core.config.schema import AudioSettings, CameraSettings, SttSettings, TektraConfig
+from daemon.core.errors import TektraError
 from pipelines.audio import (
     RATE,
     DropOldestQueue,

@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures, Model
 
-from daemon.errors import TektraError
+from daemon.core.errors import TektraError
 from pipelines.audio import RATE, Samples
 
 # microWakeWord computes one feature vector per 10 ms step of audio.

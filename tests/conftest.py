@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from daemon.backends.registry import BackendRegistry
-from daemon.config.load import load_config
-from daemon.config.schema import TektraConfig
-from daemon.model_sources import package_dir
+from daemon.core.config.load import load_config
+from daemon.core.config.schema import TektraConfig
+from daemon.core.sources import package_dir
+from daemon.models.backends.registry import BackendRegistry
 from tests.plugin_backend import write_distribution
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -16,8 +16,8 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from daemon.backends.base import GenerationRequest, GenerationStats, ModelSpec
-from daemon.errors import BackendError, BackendLoadError
+from daemon.core.errors import BackendError, BackendLoadError
+from daemon.models.backends.base import GenerationRequest, GenerationStats, ModelSpec
 
 
 class RecorderSettings(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from daemon.config.schema import EntitySettings
+from daemon.core.config.schema import EntitySettings
 from daemon.home.discovery import slug
 from daemon.home.entity import Entity
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.config.schema import EntityDomain
+from daemon.core.config.schema import EntityDomain
 from daemon.home.abbreviations import KEYS, expand
 from daemon.home.entity import Entity
 

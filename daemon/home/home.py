@@ -7,9 +7,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from daemon.config.schema import TektraConfig
-from daemon.events import EventBus, RequestId
-from daemon.ha_discovery import discovery_topic
+from daemon.core.config.schema import TektraConfig
+from daemon.core.events import EventBus, RequestId
+from daemon.frontends.mqtt.discovery import discovery_topic
 from daemon.home.actions import DeviceCommand
 from daemon.home.configured import configured_entities
 from daemon.home.link import BrokerAway, HomeLink

@@ -1,11 +1,11 @@
 """The home's own connection to the broker: hears discovery and device states, sends commands.
 
-It is a second client next to the daemon's link (`daemon.mqtt`), with the same broker settings
-and credentials, because its traffic is of another kind: it follows every device's topics, and a
-device command is awaited until the broker has it (QoS 1: acknowledged), so that a reply never
-says something was done that never left Tektra. The daemon's outbox, by contrast, keeps messages
-for later while the broker is away; a light switched on an hour late is worse than an honest "I
-could not reach it"."""
+It is a second client next to the daemon's link (`daemon.frontends.mqtt.link`), with the same broker
+settings and credentials, because its traffic is of another kind: it follows every device's topics,
+and a device command is awaited until the broker has it (QoS 1: acknowledged), so that a reply never
+says something was done that never left Tektra. The daemon's outbox, by contrast, keeps messages for
+later while the broker is away; a light switched on an hour late is worse than an honest "I could
+not reach it"."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import logging
 
 import aiomqtt
 
-from daemon.config.schema import MqttSettings
-from daemon.errors import TektraError
+from daemon.core.config.schema import MqttSettings
+from daemon.core.errors import TektraError
+from daemon.core.supervisor import backoff_delays
+from daemon.frontends.mqtt.link import broker_address, password, tls_context
 from daemon.home.actions import DeviceCommand
 from daemon.home.registry import EntityRegistry
-from daemon.mqtt import broker_address, password, tls_context
-from daemon.supervisor import backoff_delays
 
 log = logging.getLogger("tektra.home")
 

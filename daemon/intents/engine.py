@@ -15,8 +15,8 @@ from hassil import Intents
 from hassil.errors import HassilError
 from hassil.intents import SlotList
 
-from daemon.config.schema import TektraConfig
-from daemon.events import Event, EventBus, RequestId, ResponseDone
+from daemon.core.config.schema import TektraConfig
+from daemon.core.events import Event, EventBus, RequestId, ResponseDone
 from daemon.home.registry import EntityRegistry
 from daemon.intents.handlers import Handlers, Outcome, Publisher
 from daemon.intents.matcher import Match, load_intents, match, slot_lists

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from daemon.errors import TektraError
+from daemon.core.errors import TektraError
 from daemon.home import actions
 from daemon.home.actions import DeviceCommand, NotOffered
 from daemon.home.entity import Entity

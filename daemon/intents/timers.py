@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from daemon.events import new_request_id
+from daemon.core.events import new_request_id
 
 
 @dataclass

@@ -24,9 +24,9 @@ from typing import Protocol
 
 import numpy as np
 
-from daemon import model_sources
-from daemon.config.schema import ModelSource, TtsSettings
-from daemon.errors import TektraError
+from daemon.core import sources as model_sources
+from daemon.core.config.schema import ModelSource, TtsSettings
+from daemon.core.errors import TektraError
 
 log = logging.getLogger("tektra.speech")
 

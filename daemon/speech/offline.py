@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.config.schema import TtsSettings
-from daemon.errors import TektraError
+from daemon.core.config.schema import TtsSettings
+from daemon.core.errors import TektraError
 from daemon.speech.engines import Audio, make_engine
 from daemon.speech.text import sentences
 from pipelines.audio import Resampler, float_to_wav

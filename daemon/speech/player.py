@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from daemon.errors import TektraError
+from daemon.core.errors import TektraError
 from daemon.speech.engines import Audio
 from pipelines.audio import Resampler
 from pipelines.microphone import in_daemon_thread, parse_device

@@ -22,9 +22,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from daemon.config.schema import TtsSettings
-from daemon.errors import TektraError
-from daemon.events import (
+from daemon.core.config.schema import TtsSettings
+from daemon.core.errors import TektraError
+from daemon.core.events import (
     ErrorRaised,
     Event,
     EventBus,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from importlib.metadata import version
 
-from daemon.amqtt_fixes import AckWaiters
+from daemon.frontends.mqtt.amqtt_fixes import AckWaiters
 
 
 async def test_an_acknowledgement_that_comes_before_its_waiter_resolves_the_waiter() -> None:

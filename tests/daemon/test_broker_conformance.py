@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.embedded_broker import EmbeddedBroker
+from daemon.frontends.mqtt.broker import EmbeddedBroker
 from tests.daemon.conftest import free_port, wait_for_port
 from tests.daemon.mqtt_clients import (
     Login,

@@ -10,10 +10,12 @@ from typing import Any
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from daemon.assistant import Assistant
-from daemon.commands import COMMANDS
-from daemon.config.load import check_text
-from daemon.events import (
+from daemon.assistant.assistant import Assistant
+from daemon.assistant.commands import COMMANDS
+from daemon.assistant.protocol import Request, check_args, read_payload
+from daemon.assistant.voice import VoiceBridge
+from daemon.core.config.load import check_text
+from daemon.core.events import (
     ErrorRaised,
     Event,
     EventBus,
@@ -21,12 +23,10 @@ from daemon.events import (
     SpeechChanged,
     TranscriptReady,
 )
-from daemon.ha_discovery import BUTTONS, discovery_payload, pick_support_url
+from daemon.frontends.mqtt.discovery import BUTTONS, discovery_payload, pick_support_url
+from daemon.frontends.mqtt.retained import RetainedTopics
 from daemon.intents.engine import IntentHandled
 from daemon.intents.handlers import INTENTS
-from daemon.protocol import Request, check_args, read_payload
-from daemon.retained import RetainedTopics
-from daemon.voice import VoiceBridge
 from pipelines.events import DeviceState
 from tests.daemon.conftest import Daemon, Mosquitto, SocketClient, listening
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.doctor import Check, Finding, examine, ok
+from daemon.service.doctor import Check, Finding, examine, ok
 from tests.daemon.conftest import (
     ROOT,
     TEKTRA,

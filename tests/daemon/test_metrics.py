@@ -15,9 +15,9 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.config.schema import MetricsSettings
-from daemon.events import ErrorRaised, EventBus, PipelineNotice, ResponseDone
-from daemon.metrics import Metrics, MetricsServer
+from daemon.core.config.schema import MetricsSettings
+from daemon.core.events import ErrorRaised, EventBus, PipelineNotice, ResponseDone
+from daemon.service.metrics import Metrics, MetricsServer
 from tests.daemon.conftest import ROOT, TEKTRA, Daemon, Mosquitto, SocketClient, free_port
 from tests.pipelines.conftest import clip, silence, write_stream
 

@@ -207,7 +207,7 @@ async def _until(client: SocketClient, condition: Callable[[dict[str, object]], 
 
 def test_mqtt_payloads_are_json_with_the_documented_fields() -> None:
     # The topics' payloads are the bus events' wire shape, minus `event`; see README.
-    from daemon.events import ResponseDone
+    from daemon.core.events import ResponseDone
 
     done = ResponseDone("x", "hi", "echo", "recorder", "stop", 1, 2, {"total": 3.0})
     wire = done.to_wire()

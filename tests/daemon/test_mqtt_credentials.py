@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.mqtt_credentials import CredentialsError, load, load_or_create, state_dir
+from daemon.frontends.mqtt.credentials import CredentialsError, load, load_or_create, state_dir
 
 
 def test_the_state_directory_is_systemds_else_xdgs_else_under_home(

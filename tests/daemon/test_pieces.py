@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config.schema import DaemonSettings
-from daemon.events import EventBus, MicrophoneChanged, StateChanged
-from daemon.outbox import Outbox, Outgoing
-from daemon.protocol import ProtocolError, decode_base64
-from daemon.socket_server import socket_path
-from daemon.states import StateName
-from daemon.supervisor import backoff_delays
+from daemon.assistant.protocol import ProtocolError, decode_base64
+from daemon.core.config.schema import DaemonSettings
+from daemon.core.events import EventBus, MicrophoneChanged, StateChanged
+from daemon.core.states import StateName
+from daemon.core.supervisor import backoff_delays
+from daemon.frontends.mqtt.outbox import Outbox, Outgoing
+from daemon.frontends.socket.server import socket_path
 
 
 def message(n: int, *, keep: bool = True) -> Outgoing:

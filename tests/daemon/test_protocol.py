@@ -8,13 +8,9 @@ from typing import Any
 
 import pytest
 
-from daemon.assistant import Assistant
-from daemon.backends.registry import BackendRegistry
-from daemon.commands import COMMANDS, Commands, Outcome
-from daemon.config.load import load_config
-from daemon.config.schema import MqttSettings
-from daemon.events import EventBus, new_request_id
-from daemon.protocol import (
+from daemon.assistant.assistant import Assistant
+from daemon.assistant.commands import COMMANDS, Commands, Outcome
+from daemon.assistant.protocol import (
     AskArgs,
     Envelope,
     MicrophoneArgs,
@@ -24,6 +20,10 @@ from daemon.protocol import (
     check_args,
     read_line,
 )
+from daemon.core.config.load import load_config
+from daemon.core.config.schema import MqttSettings
+from daemon.core.events import EventBus, new_request_id
+from daemon.models.backends.registry import BackendRegistry
 
 MQTT_DEFAULT = MqttSettings().commands
 

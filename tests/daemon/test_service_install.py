@@ -8,7 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from daemon.service_install import render_plist, render_system_unit, render_user_unit
+from daemon.service.install import render_plist, render_system_unit, render_user_unit
 from tests.daemon.conftest import ROOT, TEKTRA
 
 

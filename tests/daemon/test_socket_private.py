@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from daemon.config.schema import DaemonSettings
-from daemon.errors import TektraError
-from daemon.socket_server import socket_path
+from daemon.core.config.schema import DaemonSettings
+from daemon.core.errors import TektraError
+from daemon.frontends.socket.server import socket_path
 from tests.daemon.conftest import ROOT, TEKTRA, Daemon, SocketClient
 
 NOBODY = pwd.getpwnam("nobody")

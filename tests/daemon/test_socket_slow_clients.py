@@ -10,7 +10,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from daemon.client import DaemonClient, DaemonError
+from daemon.frontends.socket.client import DaemonClient, DaemonError
 from tests.daemon.conftest import Daemon, SocketClient
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import get_args
 
-from daemon.ha_discovery import discovery_payload
-from daemon.states import STATE_NAMES
+from daemon.core.states import STATE_NAMES
+from daemon.frontends.mqtt.discovery import discovery_payload
 from pipelines.events import StateName as PipelineStateName
 from tests.daemon.conftest import Daemon, SocketClient
 

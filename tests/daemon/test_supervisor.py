@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 
-from daemon.events import EventBus
-from daemon.supervisor import RestartBackoff, Supervisor
+from daemon.core.events import EventBus
+from daemon.core.supervisor import RestartBackoff, Supervisor
 
 
 def test_the_restart_delay_doubles_to_its_cap_and_stays_there() -> None:

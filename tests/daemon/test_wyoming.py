@@ -27,10 +27,10 @@ from wyoming.handle import Handled, NotHandled
 from wyoming.info import Describe, Info
 from wyoming.ping import Ping, Pong
 
-from daemon.config.load import check_text
-from daemon.config.schema import SttSettings, VadSettings
-from daemon.wyoming.asr import AsrService
-from daemon.wyoming.base import WyomingRefusal
+from daemon.core.config.load import check_text
+from daemon.core.config.schema import SttSettings, VadSettings
+from daemon.frontends.wyoming.asr import AsrService
+from daemon.frontends.wyoming.base import WyomingRefusal
 from pipelines.wake import normalise
 from tests.conftest import SMOLLM2_SOURCE
 from tests.daemon.conftest import (

@@ -11,8 +11,8 @@ import json
 import numpy as np
 import pytest
 
-from daemon.config.schema import SttSettings
-from daemon.wyoming.speculation import StreamTranscription
+from daemon.core.config.schema import SttSettings
+from daemon.frontends.wyoming.speculation import StreamTranscription
 from pipelines.audio import RATE, read_wav
 from pipelines.stt import load_transcriber
 from pipelines.vad import shared_vad

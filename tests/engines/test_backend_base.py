@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from daemon.backends.base import SAMPLING, EngineBackend
-from daemon.backends.llama_cpp import LlamaCppBackend
-from daemon.backends.mistral_rs import MistralRsBackend
-from daemon.backends.ollama import OllamaBackend
-from daemon.backends.openai_compat import OpenAICompatibleBackend
-from daemon.config.schema import TektraConfig
-from daemon.manager.manager import Answer, Query, UnifiedModelManager
+from daemon.core.config.schema import TektraConfig
+from daemon.models.backends.base import SAMPLING, EngineBackend
+from daemon.models.backends.llama_cpp import LlamaCppBackend
+from daemon.models.backends.mistral_rs import MistralRsBackend
+from daemon.models.backends.ollama import OllamaBackend
+from daemon.models.backends.openai_compat import OpenAICompatibleBackend
+from daemon.models.manager.manager import Answer, Query, UnifiedModelManager
 from tests.conftest import SMOLLM2_SOURCE
 from tests.engines.conftest import Server
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from daemon.backends.ollama import OllamaBackend
-from daemon.config.schema import TektraConfig
-from daemon.errors import GenerationError, NoBackendAvailable
-from daemon.manager.manager import Answer, Query, UnifiedModelManager
+from daemon.core.config.schema import TektraConfig
+from daemon.core.errors import GenerationError, NoBackendAvailable
+from daemon.models.backends.ollama import OllamaBackend
+from daemon.models.manager.manager import Answer, Query, UnifiedModelManager
 from tests.conftest import SMOLLM2_SOURCE, png
 from tests.engines.conftest import API_KEY, VLM, VLM_MMPROJ, Server
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from mistralrs import ChatCompletionRequest, ChatCompletionResponse, Runner, Which
 
-from daemon.media import data_uri
+from daemon.models.media import data_uri
 from tests.conftest import png
 
 MODELS = Path(__file__).parents[2] / "fixtures" / "models"

@@ -21,7 +21,7 @@ from llama_cpp.llama_types import (
     ChatCompletionRequestUserMessage,
 )
 
-from daemon.media import data_uri
+from daemon.models.media import data_uri
 from tests.conftest import png
 
 MODELS = Path(__file__).parents[2] / "fixtures" / "models"

@@ -8,11 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from daemon.backends.base import GenerationParams, GenerationRequest, GenerationStats, ModelSpec
-from daemon.backends.llama_cpp import LlamaCppBackend
-from daemon.config.schema import LlamaCppSettings
-from daemon.errors import BackendError, BackendLoadError
-from daemon.templates import Message
+from daemon.core.config.schema import LlamaCppSettings
+from daemon.core.errors import BackendError, BackendLoadError
+from daemon.models.backends.base import (
+    GenerationParams,
+    GenerationRequest,
+    GenerationStats,
+    ModelSpec,
+)
+from daemon.models.backends.llama_cpp import LlamaCppBackend
+from daemon.models.templates import Message
 
 SYSTEM = "You are Tektra, a helpful voice assistant. Answer in one or two short sentences."
 GREEDY = GenerationParams(max_tokens=48, temperature=0.0, seed=1)

@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from daemon.backends.registry import BackendRegistry, discover
-from daemon.config.schema import TektraConfig
-from daemon.errors import (
+from daemon.core.config.schema import TektraConfig
+from daemon.core.errors import (
     CapabilityError,
     GenerationError,
     MemoryBudgetError,
     NoBackendAvailable,
     TektraError,
 )
-from daemon.manager.manager import Query, UnifiedModelManager
-from daemon.media import MediaError
+from daemon.models.backends.registry import BackendRegistry, discover
+from daemon.models.manager.manager import Query, UnifiedModelManager
+from daemon.models.media import MediaError
 from tests.conftest import SMOLLM2_SOURCE, decoded_size, png
 from tests.plugin_backend import RecordingBackend
 

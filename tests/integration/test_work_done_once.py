@@ -8,10 +8,10 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from daemon import gguf_header
-from daemon.backends.registry import BackendRegistry
-from daemon.config.schema import TektraConfig
-from daemon.manager.manager import UnifiedModelManager
+from daemon.core.config.schema import TektraConfig
+from daemon.models import gguf_header
+from daemon.models.backends.registry import BackendRegistry
+from daemon.models.manager.manager import UnifiedModelManager
 from tests.engines.conftest import VLM
 from tests.plugin_backend import RecordingBackend
 

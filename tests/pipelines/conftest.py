@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pytest
 
-from daemon.config.schema import TektraConfig
+from daemon.core.config.schema import TektraConfig
 from pipelines.audio import float_to_wav, read_wav
 from pipelines.events import DeviceState, PipelineEvent, Transcript
 from pipelines.voice import VoicePipeline, VoiceQuery

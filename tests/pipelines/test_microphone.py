@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.backends.registry import BackendRegistry
-from daemon.config.schema import TektraConfig
-from daemon.manager.manager import Query, UnifiedModelManager
+from daemon.core.config.schema import TektraConfig
+from daemon.models.backends.registry import BackendRegistry
+from daemon.models.manager.manager import Query, UnifiedModelManager
 from pipelines.events import DeviceState, FramesDropped
 from pipelines.voice import VoiceQuery
 from tests.conftest import SMOLLM2_SOURCE

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from daemon.config.schema import SttSettings
+from daemon.core.config.schema import SttSettings
 from pipelines.audio import Resampler, float_to_wav
 from pipelines.events import (
     FramesDropped,

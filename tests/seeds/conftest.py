@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.backends.registry import ENTRY_POINT_GROUP, BackendRegistry
+from daemon.models.backends.registry import ENTRY_POINT_GROUP, BackendRegistry
 from tests.engines.conftest import Server, free_port
 
 if sys.version_info >= (3, 11):

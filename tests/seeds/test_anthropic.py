@@ -13,14 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from daemon.backends.anthropic import AnthropicBackend
-from daemon.backends.base import GenerationParams, GenerationRequest, GenerationStats, ModelSpec
-from daemon.backends.registry import BackendRegistry
-from daemon.config.load import load_config
-from daemon.config.schema import AnthropicSettings, TektraConfig
-from daemon.errors import BackendLoadError
-from daemon.manager.manager import Query, UnifiedModelManager
-from daemon.templates import Message
+from daemon.core.config.load import load_config
+from daemon.core.config.schema import AnthropicSettings, TektraConfig
+from daemon.core.errors import BackendLoadError
+from daemon.models.backends.anthropic import AnthropicBackend
+from daemon.models.backends.base import (
+    GenerationParams,
+    GenerationRequest,
+    GenerationStats,
+    ModelSpec,
+)
+from daemon.models.backends.registry import BackendRegistry
+from daemon.models.manager.manager import Query, UnifiedModelManager
+from daemon.models.templates import Message
 from tests.conftest import png
 from tests.engines.conftest import Server
 from tests.seeds.conftest import ANTHROPIC_KEY, ANTHROPIC_MODEL, declared_backends
@@ -60,7 +65,7 @@ def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_anthropic_is_a_backend_of_the_entry_point_group_and_off_by_default(
     tree_backends: BackendRegistry,
 ) -> None:
-    assert declared_backends()["anthropic"] == "daemon.backends.anthropic:AnthropicBackend"
+    assert declared_backends()["anthropic"] == "daemon.models.backends.anthropic:AnthropicBackend"
     found: object = tree_backends.backend_class("anthropic")
     assert found is AnthropicBackend
     defaults = TektraConfig().backends

@@ -13,14 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from daemon.backends.base import GenerationParams, GenerationRequest, GenerationStats, ModelSpec
-from daemon.backends.llama_cpp import LlamaCppBackend
-from daemon.backends.mistral_rs import MistralRsBackend
-from daemon.config.load import check_file, inspect_file
-from daemon.config.schema import LlamaCppSettings, MistralRsSettings
-from daemon.devices import DeviceUnavailable, attempts, choose, llama_cpp_gpu
-from daemon.errors import BackendLoadError
-from daemon.templates import Message
+from daemon.core.config.load import check_file, inspect_file
+from daemon.core.config.schema import LlamaCppSettings, MistralRsSettings
+from daemon.core.devices import DeviceUnavailable, attempts, choose, llama_cpp_gpu
+from daemon.core.errors import BackendLoadError
+from daemon.models.backends.base import (
+    GenerationParams,
+    GenerationRequest,
+    GenerationStats,
+    ModelSpec,
+)
+from daemon.models.backends.llama_cpp import LlamaCppBackend
+from daemon.models.backends.mistral_rs import MistralRsBackend
+from daemon.models.templates import Message
 from tests.conftest import SMOLLM2_SOURCE
 
 TEKTRA = str(Path(sys.executable).with_name("tektra"))

@@ -12,13 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from daemon.backends.base import GenerationParams, GenerationRequest, GenerationStats, ModelSpec
-from daemon.backends.llama_cpp import LlamaCppBackend
-from daemon.backends.mistral_rs import MistralRsBackend
-from daemon.config.load import check_file, load_config
-from daemon.config.schema import LlamaCppSettings, MistralRsSettings, TemplateSource
-from daemon.errors import BackendLoadError
-from daemon.templates import Message
+from daemon.core.config.load import check_file, load_config
+from daemon.core.config.schema import LlamaCppSettings, MistralRsSettings, TemplateSource
+from daemon.core.errors import BackendLoadError
+from daemon.models.backends.base import (
+    GenerationParams,
+    GenerationRequest,
+    GenerationStats,
+    ModelSpec,
+)
+from daemon.models.backends.llama_cpp import LlamaCppBackend
+from daemon.models.backends.mistral_rs import MistralRsBackend
+from daemon.models.templates import Message
 from tests.conftest import SMOLLM2_SOURCE
 
 TEKTRA = str(Path(sys.executable).with_name("tektra"))
@@ -145,7 +150,7 @@ async def test_llama_cpp_answers_through_the_users_template_file(
     )
     stats = GenerationStats()
     try:
-        with caplog.at_level(logging.DEBUG, logger="daemon.backends.llama_cpp"):
+        with caplog.at_level(logging.DEBUG, logger="daemon.models.backends.llama_cpp"):
             answer = "".join([c async for c in engine.generate("smollm2", request, stats)])
         expected = (
             "<|im_start|>system\n[custom template]\nYou are Tektra.<|im_end|>\n"

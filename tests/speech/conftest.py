@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from daemon.config.schema import SttSettings
+from daemon.core.config.schema import SttSettings
 from pipelines.audio import Resampler, read_wav
 from pipelines.stt import Transcriber, load_transcriber
 from pipelines.wake import normalise

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daemon.backends.registry import BackendRegistry
-from daemon.config.load import inspect_file
+from daemon.core.config.load import inspect_file
+from daemon.models.backends.registry import BackendRegistry
 from tests.speech.conftest import MODEL
 
 

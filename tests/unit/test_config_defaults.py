@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daemon.config.load import load_config
+from daemon.core.config.load import load_config
 
 ROOT = Path(__file__).parents[2]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daemon.config.load import check_file
+from daemon.core.config.load import check_file
 
 MODEL = '[[models]]\nid = "m"\nsource = { path = "m.gguf" }\n'
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config.load import check_file, load_config
-from daemon.errors import ConfigError
-from daemon.model_sources import package_dir
+from daemon.core.config.load import check_file, load_config
+from daemon.core.errors import ConfigError
+from daemon.core.sources import package_dir
 
 CONFIGS = Path(__file__).parents[2] / "fixtures" / "configs"
 BROKEN = CONFIGS / "broken"

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from daemon.assistant import Assistant
-from daemon.commands import Commands
-from daemon.config.load import check_text
-from daemon.config.schema import MqttSettings
-from daemon.config.urls import redact
-from daemon.events import EventBus
-from daemon.mqtt import MqttLink
+from daemon.assistant.assistant import Assistant
+from daemon.assistant.commands import Commands
+from daemon.core.config.load import check_text
+from daemon.core.config.schema import MqttSettings
+from daemon.core.config.urls import redact
+from daemon.core.events import EventBus
+from daemon.frontends.mqtt.link import MqttLink
 
 MODEL = '[[models]]\nid = "m"\nsource = { ollama = "m:1" }\n'
 CREDENTIALS = (

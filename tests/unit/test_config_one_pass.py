@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config.load import check_text
+from daemon.core.config.load import check_text
 
 KNOWN = "known: anthropic, llama_cpp, mistral_rs, ollama, openai"
 MODEL = '[[models]]\nid = "m"\nsource = { ollama = "m:1" }\n'

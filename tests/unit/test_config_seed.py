@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config.load import check_text, inspect_file, load_config
+from daemon.core.config.load import check_text, inspect_file, load_config
 
 CONFIGS = Path(__file__).parents[2] / "fixtures" / "configs"
 OLLAMA_BY_ID = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from daemon.config.schema import EntitySettings
+from daemon.core.config.schema import EntitySettings
 from daemon.home import actions
 from daemon.home.configured import configured_entities
 from daemon.home.entity import Entity

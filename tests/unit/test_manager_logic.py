@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.config.schema import BackendsSettings, ModelEntry, ModelSource
-from daemon.errors import CapabilityError, MemoryBudgetError, UnknownModel
-from daemon.manager.conversation import Conversation, Sessions
-from daemon.manager.health import HealthBook
-from daemon.manager.memory import MemoryLedger
-from daemon.manager.selection import backend_order, choose_model
-from daemon.templates import Message
+from daemon.core.config.schema import BackendsSettings, ModelEntry, ModelSource
+from daemon.core.errors import CapabilityError, MemoryBudgetError, UnknownModel
+from daemon.models.manager.conversation import Conversation, Sessions
+from daemon.models.manager.health import HealthBook
+from daemon.models.manager.memory import MemoryLedger
+from daemon.models.manager.selection import backend_order, choose_model
+from daemon.models.templates import Message
 
 TEXT = frozenset({"text"})
 IMAGE = frozenset({"text", "image"})

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.media import MediaError, data_uri, prepare_image, sample_video
+from daemon.models.media import MediaError, data_uri, prepare_image, sample_video
 from tests.conftest import decoded_size, png
 
 MB = 2**20

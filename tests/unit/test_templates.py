@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.templates import Message, guess_family, template
+from daemon.models.templates import Message, guess_family, template
 
 CONVERSATION = (
     Message("system", "Be brief."),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 
-from daemon.backends.base import GenerationParams, GenerationRequest, openai_messages
-from daemon.templates import Message
+from daemon.models.backends.base import GenerationParams, GenerationRequest, openai_messages
+from daemon.models.templates import Message
 
 TURNS = (Message("system", "Be brief."), Message("user", "What is this?"))
 

@@ -1,0 +1,1 @@
+"""The assistant: answers, commands and their wire protocol, the voice bridge."""

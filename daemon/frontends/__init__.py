@@ -1,0 +1,1 @@
+"""The faces Tektra shows: MQTT (with the embedded broker and discovery), the socket, Wyoming."""

@@ -1,0 +1,1 @@
+"""The MQTT face: the link, its outbox, the embedded broker, Home Assistant discovery."""

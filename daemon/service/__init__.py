@@ -1,0 +1,1 @@
+"""The service: composition root, supervision, systemd, metrics, doctor, unit install."""
