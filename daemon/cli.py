@@ -32,12 +32,12 @@ from daemon.core.config.load import (
 from daemon.core.config.schema import TektraConfig
 from daemon.core.errors import ConfigError, TektraError
 from daemon.frontends.mqtt.credentials import load as load_credentials
+from daemon.frontends.socket.access import SYSTEM_SOCKET
 from daemon.frontends.socket.client import DaemonClient, DaemonError, DaemonUnreachable
 from daemon.frontends.socket.server import socket_path
 from daemon.models.backends.registry import BackendRegistry
 from daemon.models.manager.manager import ModelInfo, Query, UnifiedModelManager
 
-SYSTEM_SOCKET = Path("/run/tektra/tektra.sock")
 PUSH_SECONDS = 0.5  # audio per push_audio request: small lines, steady feed
 HEARD_NOTHING = 3  # `listen`: the file held no speech (exit code)
 

@@ -6,7 +6,7 @@ The engine renders them with llama-cpp-python's own formatter (see
 `daemon.models.backends.llama_cpp`); this module reads them and renders a test conversation with an
 environment configured like that formatter, so `tektra validate` finds a template that would fail at
 the first question: a syntax error, an undefined variable that reaches the output, a
-`raise_exception`, a missing file. """
+`raise_exception`, a missing file."""
 
 from __future__ import annotations
 

@@ -30,6 +30,11 @@ DOMAINS: tuple[EntityDomain, ...] = (
 )
 
 
+def discovery_topic(discovery_prefix: str, node_id: str) -> str:
+    """Where a device-based discovery config for `node_id` lives (Tektra's own among them)."""
+    return f"{discovery_prefix}/device/{node_id}/config"
+
+
 @dataclass(frozen=True)
 class Discovered:
     """What one discovery message says: the entities now described by `topic` (none: removed)."""

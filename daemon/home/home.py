@@ -9,9 +9,9 @@ from typing import Any
 
 from daemon.core.config.schema import TektraConfig
 from daemon.core.events import EventBus, RequestId
-from daemon.frontends.mqtt.discovery import discovery_topic
 from daemon.home.actions import DeviceCommand
 from daemon.home.configured import configured_entities
+from daemon.home.discovery import discovery_topic
 from daemon.home.link import BrokerAway, HomeLink
 from daemon.home.registry import EntityRegistry
 from daemon.intents.engine import IntentEngine

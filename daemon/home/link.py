@@ -14,10 +14,10 @@ import logging
 
 import aiomqtt
 
+from daemon.core.broker import broker_address, password, tls_context
 from daemon.core.config.schema import MqttSettings
 from daemon.core.errors import TektraError
 from daemon.core.supervisor import backoff_delays
-from daemon.frontends.mqtt.link import broker_address, password, tls_context
 from daemon.home.actions import DeviceCommand
 from daemon.home.registry import EntityRegistry
 

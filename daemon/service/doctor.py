@@ -109,9 +109,8 @@ def run(path: Path, sock: Path | None) -> int:
 
 
 async def _examine_file(path: Path, sock: Path | None) -> list[Finding]:
-    from daemon.cli import SYSTEM_SOCKET
     from daemon.core.config.load import inspect_file
-    from daemon.frontends.socket.access import socket_path
+    from daemon.frontends.socket.access import SYSTEM_SOCKET, socket_path
     from daemon.models.backends.registry import BackendRegistry
     from daemon.service.doctor_checks import all_checks
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import aiomqtt
 
+from daemon.core.broker import broker_address, password, tls_context
 from daemon.core.config.schema import TektraConfig
 from daemon.core.errors import TektraError
 from daemon.core.events import new_request_id
 from daemon.core.sources import hf_cached, source_kind
 from daemon.core.sources import problem as source_problem
 from daemon.frontends.mqtt.credentials import load as load_credentials
-from daemon.frontends.mqtt.link import broker_address, password, tls_context
 from daemon.frontends.socket.access import ADVICE, group_id, prepare_directory
 from daemon.frontends.socket.client import DaemonClient, DaemonError, DaemonUnreachable
 from daemon.service.doctor import Check, Finding, ok, problem, skip

@@ -3,7 +3,7 @@
 They run on whatever parts of the file validated (see `daemon.core.config.partial`), so a type error
 in one key does not hide a wrong name in another; a rule that reads a key with a reported error
 stays silent rather than judging that key's default. Files the configuration names must exist now,
-not at the first use hours later. """
+not at the first use hours later."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Every section is a frozen pydantic model that forbids unknown keys and runs in s
 string where a number belongs is an error rather than a silent conversion. Cross-section rules
 (default model exists, preferences name real backends, budgets fit the total) live in
 `daemon.core.config.checks`, because pydantic only runs a model's own validators when all of its
-fields parsed, and we want every error in one pass. """
+fields parsed, and we want every error in one pass."""
 
 from __future__ import annotations
 

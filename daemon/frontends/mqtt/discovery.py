@@ -68,10 +68,6 @@ def pick_support_url(entries: list[str]) -> str | None:
     return next(iter(urls.values()), None)
 
 
-def discovery_topic(discovery_prefix: str, node_id: str) -> str:
-    return f"{discovery_prefix}/device/{node_id}/config"
-
-
 def discovery_payload(
     base: str,
     node_id: str,

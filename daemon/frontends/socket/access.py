@@ -27,6 +27,10 @@ log = logging.getLogger("tektra.socket")
 ADVICE = "set [daemon] socket to a path in a directory only this user can write"
 
 
+SYSTEM_SOCKET = Path("/run/tektra/tektra.sock")
+"""The system service's socket: the CLI's fallback when this user runs no daemon."""
+
+
 class UnsafeSocketDir(TektraError):
     """The socket's directory is not ours alone, or there is no private place for it."""
 
