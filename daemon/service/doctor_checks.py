@@ -124,11 +124,15 @@ async def _audio(config: TektraConfig, path: Path) -> list[Finding]:
         findings.append(problem("audio input", why, NO_AUDIO_FIX.format(path)))
     else:
         findings.append(problem("audio input", inputs[0], f"set [audio] source in {path}"))
-    findings.append(
-        ok("audio output", output)
-        if output
-        else skip("audio output", "none found (nothing needs one: Tektra does not speak aloud)")
-    )
+    speaks = config.tts.engine != "none" and config.tts.output != "none"
+    if output:
+        findings.append(ok("audio output", output))
+    elif not speaks:
+        findings.append(skip("audio output", 'not used ([tts] engine or output is "none")'))
+    else:
+        why = "no output device found: spoken replies cannot be heard"
+        fix = f'set [tts] output = "none" in {path} (answers then come only as text)'
+        findings.append(problem("audio output", why, fix))
     return findings
 
 

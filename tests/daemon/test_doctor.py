@@ -53,9 +53,18 @@ def doctor(config: Path, site: Path, tmp_path: Path, **env: str) -> tuple[int, d
     return done.returncode, findings
 
 
-def write(tmp_path: Path, short_dir: Path, mqtt: str, *, extra: str = "", audio: str = "none"):
+def write(
+    tmp_path: Path,
+    short_dir: Path,
+    mqtt: str,
+    *,
+    extra: str = "",
+    audio: str = "none",
+    tts: str = 'engine = "none"',
+):
     config = tmp_path / "models.toml"
-    config.write_text(echo_config(short_dir / "tektra.sock", mqtt, extra=extra, audio=audio))
+    text = echo_config(short_dir / "tektra.sock", mqtt, extra=extra, audio=audio, tts=tts)
+    config.write_text(text)
     return config
 
 
@@ -220,7 +229,14 @@ def test_the_microphone_is_found_on_a_sound_server_and_missing_on_a_headless_mac
         f'source = "none" in {config} (audio then comes only from clients)'
     )
     assert headless["audio output"] == (
-        "-        audio output: none found (nothing needs one: Tektra does not speak aloud)"
+        '-        audio output: not used ([tts] engine or output is "none")'
+    )
+    # A daemon that is to speak needs a device to speak through.
+    speaking = write(tmp_path, short_dir, 'broker = "none"', audio="auto", tts='engine = "espeak"')
+    _, mute = doctor(speaking, plugin_site, tmp_path)
+    assert mute["audio output"] == (
+        "problem  audio output: no output device found: spoken replies cannot be heard — fix: "
+        f'set [tts] output = "none" in {speaking} (answers then come only as text)'
     )
 
 
