@@ -88,3 +88,30 @@ async def test_a_failing_backend_counts_a_failure_and_the_other_answers(
     assert rows["flaky"]["first_token_ms_p50"] is None
     assert (rows["llama_cpp"]["answers"], rows["llama_cpp"]["failures"]) == (4, 0)
     assert rows["llama_cpp"]["first_token_ms_p50"] > 0
+
+
+async def test_a_reload_keeps_the_counts_while_the_routes_stay_the_same(
+    write_config: WriteConfig, plugin: BackendRegistry
+) -> None:
+    text = (
+        '[[models]]\nid = "echo"\nsource = { path = "models.toml" }\n'
+        '[[routing]]\nmodel = "echo"\nbackends = { recorder = 0.5, flaky = 0.5 }\n'
+    )
+    config, _ = write_config(text)
+    old = UnifiedModelManager(config, registry=plugin)
+    assert await ask_all(old, ["one", "two"]) == ["recorder", "flaky"]
+    same = UnifiedModelManager(write_config(text)[0], registry=plugin)
+    same.adopt_choices(old)
+    assert [r["answers"] for r in same.router.stats()] == [1, 1]
+    changed = UnifiedModelManager(
+        write_config(text.replace("0.5", "0.25", 1).replace("flaky = 0.5", "flaky = 0.75"))[0],
+        registry=plugin,
+    )
+    changed.adopt_choices(old)
+    assert [(r["share"], r["answers"]) for r in changed.router.stats()] == [(0.25, 0), (0.75, 0)]
+
+
+def test_stats_with_no_routing_say_how_to_start_one() -> None:
+    assert stats_table([]) == (
+        "no routing: add a [[routing]] table to models.toml to compare backends"
+    )

@@ -203,6 +203,8 @@ class UnifiedModelManager:
         kept: list[str] = []
         dropped: list[str] = []
         was, now = old.config, self.config
+        if now.routing == was.routing:  # the same comparison goes on: keep what it measured
+            self.router = old.router
         if old.system_prompt != was.daemon.system_prompt:
             if now.daemon.system_prompt != was.daemon.system_prompt:
                 dropped.append("set_system_prompt: models.toml now sets [daemon] system_prompt")
