@@ -91,7 +91,16 @@ class Router:
         return self._records.get(model_id, {}).get(backend)
 
 
-COLUMNS = ("MODEL", "BACKEND", "SHARE", "ANSWERS", "FAILURES", "FIRST TOKEN P50", "MEAN", "TOK/S")
+COLUMNS = (
+    "MODEL",
+    "BACKEND",
+    "SHARE",
+    "ANSWERS",
+    "FAILURES",
+    "FIRST TOKEN P50",
+    "FIRST TOKEN MEAN",
+    "TOK/S",
+)
 
 
 def stats_table(rows: list[dict[str, Any]]) -> str:
