@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             return _status(sock)
         if args.command == "entities":
             return _entities(sock, args.json)
+        if args.command == "stats":
+            return _stats(sock, args.json)
         if args.command == "events":
             return _events(sock)
         if args.command == "listen":
@@ -145,6 +147,10 @@ def _parser() -> argparse.ArgumentParser:
         "entities", parents=[common], help="the devices the daemon knows, and where from"
     )
     entities.add_argument("--json", action="store_true", help="print them as JSON")
+    stats = sub.add_parser(
+        "stats", parents=[common], help="compare the backends [[routing]] shares queries between"
+    )
+    stats.add_argument("--json", action="store_true", help="print the comparison as JSON")
     sub.add_parser("events", parents=[common], help="print every daemon event as a JSON line")
     listen = sub.add_parser(
         "listen", parents=[common], help="send a WAV file to the daemon's voice pipeline"
@@ -276,6 +282,15 @@ def _entities(sock: Path, as_json: bool) -> int:
     with DaemonClient(sock, timeout_s=30) as client:
         listed = client.call("entities")["entities"]
     print(json.dumps(listed, indent=2) if as_json else entities_table(listed))
+    return 0
+
+
+def _stats(sock: Path, as_json: bool) -> int:
+    from daemon.models.manager.routing import stats_table
+
+    with DaemonClient(sock, timeout_s=30) as client:
+        rows = client.call("stats")["routing"]
+    print(json.dumps(rows, indent=2) if as_json else stats_table(rows))
     return 0
 
 

@@ -336,6 +336,9 @@ class Commands:
     async def _models(self, _: NoArgs, __: Call) -> Result:
         return {"models": [asdict(m) for m in await self.assistant.manager.list_models()]}
 
+    async def _stats(self, _: NoArgs, __: Call) -> Result:
+        return {"routing": self.assistant.manager.router.stats()}
+
     async def _load_model(self, args: LoadModelArgs, _: Call) -> Result:
         backend = await self.assistant.load_model(args.model, args.backend)
         return {"model": args.model, "backend": backend}
@@ -433,6 +436,7 @@ COMMANDS: dict[str, Command[Any]] = {
     "subscribe": Command(NoArgs, None, front_ends=frozenset({"socket"})),
     "status": Command(NoArgs, Commands._status),
     "models": Command(NoArgs, Commands._models),
+    "stats": Command(NoArgs, Commands._stats),
     "load_model": Command(LoadModelArgs, Commands._load_model),
     "switch_backend": Command(SwitchBackendArgs, Commands._switch_backend),
     "set_system_prompt": Command(SystemPromptArgs, Commands._set_system_prompt),

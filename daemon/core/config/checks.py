@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from daemon.core import sources as model_sources
 from daemon.core import user_templates
 from daemon.core.config.partial import Reported
+from daemon.core.config.routing import check_routing
 from daemon.core.config.schema import (
     BUILTIN_BACKENDS,
     FAMILY_TEMPLATES,
@@ -51,6 +52,7 @@ def cross_check(
     issues += _templates(templates, models, raw.get("templates"), reported)
     issues += _daemon(sections.get("daemon"), raw, ids, sections.get("presets"), reported)
     issues += _memory(sections.get("memory_limits"), models, known, reported)
+    issues += check_routing(sections.get("routing"), models, ids, known, reported)
     stt = sections.get("stt")
     if isinstance(stt, SttSettings) and stt.model is not None and reported.ok("stt.model"):
         issues += _source_problem("stt.model", stt.model)

@@ -521,6 +521,14 @@ class TemplateSource(Section):
         return self
 
 
+class RouteSettings(Section):
+    """A/B routing: each query for `model` goes to one of `backends`, in the shares given."""
+
+    model: str
+    backends: dict[str, float]
+    """Backend name -> share of the model's queries; shares are above 0 and sum to 1."""
+
+
 class MemoryLimits(Section):
     total_mb: int = Field(4096, ge=64)
     """All loaded models together stay under this; least recently used ones are unloaded to fit."""
@@ -543,6 +551,8 @@ class TektraConfig(Section):
     templates: dict[str, TemplateSource] = {}
     """Chat templates by name, for a model's `template`."""
     memory_limits: MemoryLimits = MemoryLimits()
+    routing: list[RouteSettings] = []
+    """`[[routing]]`: models whose queries are shared between backends (see manager/routing)."""
     media: MediaSettings = MediaSettings()
     metrics: MetricsSettings = MetricsSettings()
     wyoming: WyomingSettings = WyomingSettings()

@@ -42,6 +42,7 @@ from daemon.models.manager.conversation import Conversation, Sessions, rough_tok
 from daemon.models.manager.health import HealthBook
 from daemon.models.manager.memory import MemoryLedger
 from daemon.models.manager.query import Answer, BackendStatus, ModelInfo, Query
+from daemon.models.manager.routing import Router, StreamTiming
 from daemon.models.manager.selection import backend_order, choose_model, describe_needs
 
 __all__ = ["Answer", "BackendStatus", "ModelInfo", "Query", "UnifiedModelManager"]
@@ -70,6 +71,8 @@ class UnifiedModelManager:
         """Conversations outlive the manager: a reload hands them to the next one."""
         self._counts: dict[tuple[str, str], int] = {}  # (tokenizer, text) -> tokens
         self._load_lock = asyncio.Lock()  # one load/evict decision at a time
+        self.router = Router(config.routing)
+        """`[[routing]]`: which backend answers a routed model's next query, and how each did."""
         self.system_prompt = config.daemon.system_prompt
         self.forced_backend: str | None = None
         self.active_model: str | None = None
@@ -200,6 +203,8 @@ class UnifiedModelManager:
         kept: list[str] = []
         dropped: list[str] = []
         was, now = old.config, self.config
+        if now.routing == was.routing:  # the same comparison goes on: keep what it measured
+            self.router = old.router
         if old.system_prompt != was.daemon.system_prompt:
             if now.daemon.system_prompt != was.daemon.system_prompt:
                 dropped.append("set_system_prompt: models.toml now sets [daemon] system_prompt")
@@ -264,7 +269,9 @@ class UnifiedModelManager:
         if self.on_progress is not None:
             self.on_progress(backend, model_id, status)
 
-    def _order(self, model: ModelEntry, needs: frozenset[str]) -> tuple[list[str], list[str]]:
+    def _order(
+        self, model: ModelEntry, needs: frozenset[str], routed: Sequence[str] = ()
+    ) -> tuple[list[str], list[str]]:
         """Backends to try for the model, and why the others of its preferences were left out."""
         order, skipped = backend_order(
             model,
@@ -273,6 +280,7 @@ class UnifiedModelManager:
             self._health,
             self._clock(),
             self.forced_backend,
+            routed,
         )
         capable: list[str] = []
         for name in order:
@@ -342,13 +350,16 @@ class UnifiedModelManager:
         model = choose_model(self.config.models, query.model, self.default_model_id, query.needs)
         preset = self._preset(query.preset)
         images = await asyncio.to_thread(self._media, query) if query.needs != {"text"} else ()
-        order, skipped = self._order(model, query.needs)
+        order, skipped = self._order(model, query.needs, self.router.backends(model.id))
+        if self.forced_backend is None:  # switch_backend outranks the A/B shares
+            order = self.router.arrange(model.id, order)
         errors: list[str] = []
         for name in order:
             try:
                 backend = await self._ensure_loaded(model, name)
             except BackendError as exc:
                 errors.append(self._failed(name, exc))
+                self.router.failed(model.id, name)
                 continue
             resident = self._memory.get(model.id, name)
             assert resident is not None
@@ -357,16 +368,19 @@ class UnifiedModelManager:
                 request, counted = self._request(query, model, preset, backend, images)
                 answer.model_id, answer.backend, answer.stats = model.id, name, GenerationStats()
                 streamed = False
+                timing = StreamTiming(time.monotonic())
                 try:
                     async with aclosing(
                         backend.generate(model.id, request, answer.stats)
                     ) as chunks:
                         async for chunk in chunks:
                             streamed = True
+                            timing.chunk(time.monotonic())
                             answer.text += chunk
                             yield chunk
                 except BackendError as exc:
                     errors.append(self._failed(name, exc))
+                    self.router.failed(model.id, name)
                     if streamed:
                         raise GenerationError(name, f"the answer broke off: {exc.reason}") from exc
                     continue
@@ -374,6 +388,9 @@ class UnifiedModelManager:
                 resident.busy -= 1
                 resident.last_used = self._clock()
             self._health.record_success(name)
+            if streamed and answer.stats.finish_reason != "cancelled":
+                first, rate = timing.result(time.monotonic(), answer.stats.completion_tokens)
+                self.router.answered(model.id, name, first, rate)
             if answer.stats.finish_reason != "cancelled" and query.session is not None:
                 self._sessions.get(query.session).add(query.text, answer.text, counted)
             return

@@ -41,9 +41,12 @@ def backend_order(
     health: HealthBook,
     now: float,
     forced: str | None = None,
+    routed: Sequence[str] = (),
 ) -> tuple[list[str], list[str]]:
-    """Backends to try, best first, and why the others of the preference list were left out."""
+    """Backends to try, best first, and why the others of the preference list were left out.
+    `routed`: the backends `[[routing]]` shares the model between, tried too if not preferred."""
     preferred = list(model.backend_preferences or settings.default)
+    preferred += [name for name in routed if name not in preferred]
     if forced is not None:
         preferred = [forced] + [b for b in preferred if b != forced]
     order: list[str] = []
