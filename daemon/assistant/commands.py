@@ -22,6 +22,7 @@ from daemon.assistant.protocol import (
     CancelArgs,
     Envelope,
     LoadModelArgs,
+    LookArgs,
     MicrophoneArgs,
     MultimodalArgs,
     NewConversationArgs,
@@ -82,8 +83,16 @@ class Speaking(Protocol):
     async def stop(self) -> dict[str, object]: ...
 
 
+CameraFrame = Callable[[], Awaitable[bytes | None]]
+"""The camera's current frame as JPEG, or None when there is no camera or no fresh frame."""
+
+
 class Unavailable(TektraError):
     code = "unavailable"
+
+
+class NoCamera(TektraError):
+    code = "no_camera"
 
 
 class ReloadRefused(TektraError):
@@ -159,8 +168,10 @@ class Commands:
         links: Callable[[], dict[str, Any]] | None = None,
         speaker: Speaking | None = None,
         entities: Callable[[], list[dict[str, Any]]] | None = None,
+        camera: CameraFrame | None = None,
     ) -> None:
         self.assistant = assistant
+        self.camera = camera
         self.voice = voice
         self.speaker = speaker
         self._links = links or dict
@@ -294,12 +305,27 @@ class Commands:
             decode_base64(image, f"images[{i}]", limit) for i, image in enumerate(args.images)
         )
         audio = decode_base64(args.audio, "audio", limit) if args.audio else None
-        if not args.text and not images and audio is None:
+        video_limit = int(self.assistant.config.media.max_video_mb * 2**20)
+        video = (decode_base64(args.video, "video", video_limit),) if args.video else ()
+        if not args.text and not images and audio is None and not video:
             raise ProtocolError(
-                "bad_request", "multimodal: send at least one of `text`, `images`, `audio`"
+                "bad_request",
+                "multimodal: send at least one of `text`, `images`, `audio`, `video`",
             )
         session = args.session or call.session
-        query = Query(args.text, session, args.model, args.preset, images, audio)
+        query = Query(args.text, session, args.model, args.preset, images, audio, video)
+        return await self._answer(query, call)
+
+    async def _look(self, args: LookArgs, call: Call) -> Result:
+        """Ask about what the camera sees now (the seed's `process_camera_frame`)."""
+        frame = await self.camera() if self.camera is not None else None
+        if frame is None:
+            raise NoCamera(
+                "no camera frame to look at: set [camera] source in models.toml (a device, "
+                "a file or a stream) and give the daemon a model that takes images"
+            )
+        session = args.session or call.session
+        query = Query(args.text, session, args.model, args.preset, (frame,))
         return await self._answer(query, call)
 
     async def _answer(self, query: Query, call: Call) -> Result:
@@ -430,6 +456,7 @@ def _unknown(
 COMMANDS: dict[str, Command[Any]] = {
     "ask": Command(AskArgs, Commands._ask, streaming=True, plain=plain_text),
     "multimodal": Command(MultimodalArgs, Commands._multimodal, streaming=True),
+    "look": Command(LookArgs, Commands._look, streaming=True),
     "subscribe": Command(NoArgs, None, front_ends=frozenset({"socket"})),
     "status": Command(NoArgs, Commands._status),
     "models": Command(NoArgs, Commands._models),

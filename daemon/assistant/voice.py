@@ -8,10 +8,12 @@ a pipeline starts: at startup when `[audio] source` is not `none`, else on the f
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import importlib
 import importlib.util
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +36,13 @@ if TYPE_CHECKING:  # the module itself is imported only when a pipeline is start
 
 log = logging.getLogger("tektra.voice")
 VOICE_SESSION = "voice"
+FIRST_FRAME_S = 5.0
+"""How long `look` waits for a camera that has just opened to give its first frame."""
+
+
+def camera_module() -> Any:
+    # Imported when first needed: OpenCV is heavy, and a daemon without a camera never needs it.
+    return importlib.import_module("pipelines.camera")
 
 
 class VoiceBridge:
@@ -147,6 +156,24 @@ class VoiceHost:
     def end_pcm(self) -> None:
         self.start()
         self.pipeline.end_pcm()
+
+    async def camera_frame(self) -> bytes | None:
+        """The camera's current frame as JPEG (for `look`), or None without one. The camera is
+        read while the pipeline runs; a reader that has just opened gets a moment for its first
+        frame, one that is lost gives none (a stale frame would be answered as if seen now)."""
+        camera = self.pipeline.camera if self.pipeline is not None else None
+        if camera is None:
+            return None
+        settings = self._config.camera
+        deadline = time.monotonic() + FIRST_FRAME_S
+        frame = camera.latest(settings.max_frame_age_s)
+        while frame is None and camera.state != "lost" and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            frame = camera.latest(settings.max_frame_age_s)
+        if frame is None:
+            return None
+        encode = camera_module().encode_jpeg
+        return await asyncio.to_thread(encode, frame, settings.max_side)
 
     def set_muted(self, muted: bool) -> None:
         """Apply the assistant's mute to the running pipeline."""

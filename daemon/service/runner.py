@@ -80,6 +80,7 @@ class Service:
             links=self._links,
             speaker=self.speaker,
             entities=self.home.listing,
+            camera=self.voice.camera_frame,
         )
         self.socket = SocketServer(
             socket_path(config.daemon), config.daemon, self.commands, self.bus

@@ -44,7 +44,10 @@ from daemon.models.manager.memory import MemoryLedger
 from daemon.models.manager.query import Answer, BackendStatus, ModelInfo, Query
 from daemon.models.manager.selection import backend_order, choose_model, describe_needs
 
-__all__ = ["Answer", "BackendStatus", "ModelInfo", "Query", "UnifiedModelManager"]
+LOOK_QUESTION = "What do you see?"
+"""What `look` asks of the camera frame when the caller asks nothing."""
+
+__all__ = ["LOOK_QUESTION", "Answer", "BackendStatus", "ModelInfo", "Query", "UnifiedModelManager"]
 
 
 class UnifiedModelManager:
@@ -142,6 +145,30 @@ class UnifiedModelManager:
     ) -> str:
         query = Query(text or "", session, model, preset, tuple(images), audio, tuple(video))
         return await self._complete(query)
+
+    async def process_video(
+        self,
+        text: str,
+        clips: Sequence[bytes],
+        *,
+        session: str | None = None,
+        model: str | None = None,
+        preset: str | None = None,
+    ) -> str:
+        """Answer about short clips: each is sampled to `[media] video_frames` frames."""
+        return await self._complete(Query(text, session, model, preset, video=tuple(clips)))
+
+    async def process_camera_frame(
+        self,
+        frame: bytes,
+        text: str = LOOK_QUESTION,
+        *,
+        session: str | None = None,
+        model: str | None = None,
+        preset: str | None = None,
+    ) -> str:
+        """The seed's "what do you see": one camera frame (JPEG) and a question about it."""
+        return await self._complete(Query(text, session, model, preset, (frame,)))
 
     def switch_backend(self, name: str | None) -> None:
         """Try `name` first for every model from now on (None: back to the configured order)."""

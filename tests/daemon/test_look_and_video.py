@@ -1,0 +1,125 @@
+"""Clips from a wire command (`multimodal` with `video`) and `look` at the camera's frame, through
+the real llama.cpp multimodal path with the tiny Gemma3 VLM fixture.
+
+The fixture has random weights, so its words mean nothing: the tests prove the frames were
+embedded by the prompt's token count. Each image adds 16 embeddings and 2 markers
+(tests/engines/test_tiny_vlm_fixture.py); text describing an image would add a handful.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon.assistant.assistant import Assistant
+from daemon.assistant.commands import Commands, Outcome
+from daemon.assistant.protocol import Request
+from daemon.core.config.schema import TektraConfig
+from daemon.core.events import EventBus
+from pipelines.camera import CameraReader, encode_jpeg
+from pipelines.events import DeviceState
+from tests.engines.conftest import VLM, VLM_MMPROJ
+
+WriteConfig = Callable[[str], tuple[TektraConfig, Path]]
+VIDEO = Path(__file__).parents[2] / "fixtures" / "video"
+PER_IMAGE = 16 + 2  # embeddings plus <start_of_image> and <end_of_image>
+FRAMES = 3
+CONFIG = (
+    '[daemon]\npreset = "exact"\n[presets.exact]\ntemperature = 0.0\nseed = 7\nmax_tokens = 4\n'
+    f"[media]\nvideo_frames = {FRAMES}\nmax_video_mb = 1.0\n"
+    f'[[models]]\nid = "vlm"\nsource = {{ path = "{VLM}", mmproj = "{VLM_MMPROJ}" }}\n'
+    'context_length = 256\ncapabilities = ["text", "image"]\nbackend_preferences = ["llama_cpp"]\n'
+)
+
+
+@pytest.fixture
+async def commands(write_config: WriteConfig) -> AsyncIterator[Commands]:
+    config, _ = write_config(CONFIG)
+    assistant = Assistant(config, None, EventBus())
+    yield Commands(assistant)
+    await assistant.manager.close()
+
+
+async def run(commands: Commands, request: dict[str, Any]) -> Outcome:
+    line = commands.read_line(json.dumps(request).encode())
+    assert isinstance(line, Request), line
+    return await commands.run_request(line)
+
+
+def clip(name: str) -> str:
+    return base64.b64encode((VIDEO / f"{name}.avi").read_bytes()).decode()
+
+
+async def test_a_clip_sent_to_multimodal_reaches_the_model_as_sampled_frames(
+    commands: Commands,
+) -> None:
+    question = {"cmd": "multimodal", "id": 1, "text": "What happens here?"}
+    plain = await run(commands, question)
+    with_clip = await run(commands, {**question, "id": 2, "video": clip("moving_square")})
+    assert plain.result is not None and with_clip.result is not None, (plain, with_clip)
+    added = with_clip.result["prompt_tokens"] - plain.result["prompt_tokens"]
+    assert added == FRAMES * PER_IMAGE
+    assert with_clip.result["model"] == "vlm"
+
+
+async def test_a_clip_alone_is_a_complete_multimodal_request(commands: Commands) -> None:
+    done = await run(commands, {"cmd": "multimodal", "id": 1, "video": clip("red")})
+    assert done.result is not None, done
+
+
+async def test_a_clip_over_max_video_mb_is_refused_before_decoding(commands: Commands) -> None:
+    big = base64.b64encode(b"\0" * (2 * 1024 * 1024)).decode()
+    done = await run(commands, {"cmd": "multimodal", "id": 1, "text": "hi", "video": big})
+    assert (done.code, done.message) == (
+        "too_large",
+        "`video` is larger than the 1048576-byte limit",
+    )
+
+
+async def test_a_clip_ffmpeg_cannot_read_is_refused_in_our_words(commands: Commands) -> None:
+    junk = base64.b64encode(b"not a video at all").decode()
+    done = await run(commands, {"cmd": "multimodal", "id": 1, "text": "hi", "video": junk})
+    assert done.code == "bad_media", done
+    assert done.message == "video could not be decoded (unknown or damaged container)"
+
+
+async def test_look_without_a_camera_says_no_camera(commands: Commands) -> None:
+    done = await run(commands, {"cmd": "look", "id": 1})
+    assert done.code == "no_camera"
+    assert done.message.startswith("no camera frame to look at: set [camera] source")
+
+
+async def test_look_asks_about_the_current_frame_of_a_video_file_camera(
+    write_config: WriteConfig,
+) -> None:
+    config, _ = write_config(CONFIG)
+    assistant = Assistant(config, None, EventBus())
+    states: list[DeviceState] = []
+    reader = CameraReader(str(VIDEO / "red.avi"), states.append)
+    reading = asyncio.create_task(reader.run())
+
+    async def frame() -> bytes | None:
+        latest = reader.latest()
+        return None if latest is None else encode_jpeg(latest, 64)
+
+    try:
+        for _ in range(300):
+            if reader.latest() is not None:
+                break
+            await asyncio.sleep(0.1)
+        commands = Commands(assistant, camera=frame)
+        looked = await run(commands, {"cmd": "look", "id": 1})
+        asked = await run(commands, {"cmd": "ask", "id": 2, "text": "What do you see?"})
+    finally:
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
+        await assistant.manager.close()
+    assert looked.result is not None and asked.result is not None, (looked, asked)
+    # The same default question, plus one frame's embeddings.
+    assert looked.result["prompt_tokens"] - asked.result["prompt_tokens"] == PER_IMAGE
