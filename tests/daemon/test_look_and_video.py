@@ -24,6 +24,7 @@ from daemon.core.config.schema import TektraConfig
 from daemon.core.events import EventBus
 from pipelines.camera import CameraReader, encode_jpeg
 from pipelines.events import DeviceState
+from tests.daemon.conftest import Daemon, SocketClient
 from tests.engines.conftest import VLM, VLM_MMPROJ
 
 WriteConfig = Callable[[str], tuple[TektraConfig, Path]]
@@ -123,3 +124,36 @@ async def test_look_asks_about_the_current_frame_of_a_video_file_camera(
     assert looked.result is not None and asked.result is not None, (looked, asked)
     # The same default question, plus one frame's embeddings.
     assert looked.result["prompt_tokens"] - asked.result["prompt_tokens"] == PER_IMAGE
+
+
+async def test_a_running_daemon_looks_through_its_camera_with_an_image_model(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    # No microphone (it is reported lost), but the voice pipeline runs and reads the camera: a
+    # video file, looped. `echo` answers plain questions; `look` needs the image model `eyes`.
+    extra = (
+        'default_model = "echo"\n'
+        f'[camera]\nsource = "{VIDEO / "red.avi"}"\nmax_side = 64\n'
+        '[[models]]\nid = "eyes"\nsource = { path = "models.toml" }\n'
+        'backend_preferences = ["recorder"]\ncapabilities = ["text", "image"]\n'
+    )
+    daemon = make_daemon('broker = "none"', extra=extra, audio="no-such-microphone")
+    client = await SocketClient.connect(daemon.socket)
+    looked = await client.call({"id": 1, "cmd": "look"})
+    asked = await client.call({"id": 2, "cmd": "look", "text": "Is it red?"})
+    await client.close()
+    assert daemon.stop() == 0
+    assert looked["result"]["text"] == "You said: What do you see?"
+    assert looked["result"]["model"] == "eyes"  # the frame took the question to the image model
+    assert asked["result"]["text"] == "You said: Is it red?"
+
+
+async def test_a_daemon_without_a_camera_answers_look_with_no_camera(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    daemon = make_daemon('broker = "none"')
+    client = await SocketClient.connect(daemon.socket)
+    reply = await client.call({"id": 1, "cmd": "look"})
+    await client.close()
+    assert daemon.stop() == 0
+    assert reply["error"]["code"] == "no_camera"
