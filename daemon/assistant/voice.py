@@ -12,8 +12,10 @@ import asyncio
 import dataclasses
 import importlib
 import importlib.util
+import io
 import logging
 import time
+import wave
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -174,6 +176,23 @@ class VoiceHost:
             return None
         encode = camera_module().encode_jpeg
         return await asyncio.to_thread(encode, frame, settings.max_side)
+
+    async def transcribe(self, wav: bytes) -> str:
+        """What is said in a 16-bit PCM WAV, by the `[stt]` Whisper model (loaded once per
+        process, shared with the pipeline's); empty when nothing was heard. A WAV that cannot be
+        read is a ValueError."""
+        audio = importlib.import_module("pipelines.audio")
+        stt = importlib.import_module("pipelines.stt")
+
+        def run() -> str:
+            try:
+                samples = audio.read_wav(io.BytesIO(wav))
+            except (EOFError, wave.Error) as exc:
+                raise ValueError(f"not a WAV file: {exc}") from exc
+            transcriber = stt.load_transcriber(self._config.stt)
+            return str(transcriber.transcribe(samples).text).strip()
+
+        return await asyncio.to_thread(run)
 
     def set_muted(self, muted: bool) -> None:
         """Apply the assistant's mute to the running pipeline."""

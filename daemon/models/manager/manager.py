@@ -170,6 +170,19 @@ class UnifiedModelManager:
         """The seed's "what do you see": one camera frame (JPEG) and a question about it."""
         return await self._complete(Query(text, session, model, preset, (frame,)))
 
+    async def process_audio_with_transcription(
+        self,
+        audio: bytes,
+        transcript: str,
+        *,
+        session: str | None = None,
+        model: str | None = None,
+        preset: str | None = None,
+    ) -> str:
+        """An utterance (WAV) with its transcript: a model that takes audio gets both, any other
+        the transcript alone as the question."""
+        return await self._complete(Query(transcript, session, model, preset, audio=audio))
+
     def switch_backend(self, name: str | None) -> None:
         """Try `name` first for every model from now on (None: back to the configured order)."""
         if name is not None:
