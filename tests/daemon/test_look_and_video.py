@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -22,9 +24,11 @@ from daemon.assistant.commands import Commands, Outcome
 from daemon.assistant.protocol import Request
 from daemon.core.config.schema import TektraConfig
 from daemon.core.events import EventBus
+from daemon.models.manager.manager import Query, UnifiedModelManager
 from pipelines.camera import CameraReader, encode_jpeg
 from pipelines.events import DeviceState
-from tests.daemon.conftest import Daemon, SocketClient
+from tests.conftest import png
+from tests.daemon.conftest import ROOT, TEKTRA, Daemon, SocketClient
 from tests.engines.conftest import VLM, VLM_MMPROJ
 
 WriteConfig = Callable[[str], tuple[TektraConfig, Path]]
@@ -157,3 +161,81 @@ async def test_a_daemon_without_a_camera_answers_look_with_no_camera(
     await client.close()
     assert daemon.stop() == 0
     assert reply["error"]["code"] == "no_camera"
+
+
+async def test_the_managers_operations_ask_what_the_socket_commands_ask(
+    write_config: WriteConfig,
+) -> None:
+    # At temperature 0 the same prompt and image give the same answer: each operation is the
+    # query its command sends.
+    config, _ = write_config(CONFIG)
+    manager = UnifiedModelManager(config)
+    frame = png(64, 64, 0)
+    try:
+        described = await manager.process_image_with_description(frame, "Describe this image.")
+        looked = await manager.process_camera_frame(frame)
+        clip_text = await manager.process_video("What happens?", [(VIDEO / "red.avi").read_bytes()])
+        asked = [
+            await complete(manager, Query(text, images=images))
+            for text, images in [
+                ("Describe this image.", (frame,)),
+                ("What do you see?", (frame,)),
+            ]
+        ]
+        plain = await complete(manager, Query("What happens?"))
+    finally:
+        await manager.close()
+    assert [described, looked] == asked
+    assert clip_text != plain  # the clip's frames changed what the model read
+
+
+async def complete(manager: UnifiedModelManager, query: Query) -> str:
+    answer = manager.answer(query)
+    async for _ in answer:
+        pass
+    return answer.text
+
+
+def tektra(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **daemon.env, "PYTHONPATH": os.pathsep.join([str(daemon.site), str(ROOT)])}
+    return subprocess.run(
+        [TEKTRA, *args, "--config", str(daemon.config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+async def test_tektra_look_says_no_camera_in_our_words(make_daemon: Callable[..., Daemon]) -> None:
+    daemon = make_daemon('broker = "none"')
+    done = await asyncio.to_thread(tektra, daemon, "look")
+    assert daemon.stop() == 0
+    assert done.returncode == 1
+    assert done.stderr.startswith("error [no_camera]: no camera frame to look at")
+
+
+async def test_tektra_ask_video_sends_the_clip_to_the_daemon(
+    make_daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    extra = (
+        'default_model = "echo"\n'
+        '[[models]]\nid = "eyes"\nsource = { path = "models.toml" }\n'
+        'backend_preferences = ["recorder"]\ncapabilities = ["text", "image"]\n'
+    )
+    daemon = make_daemon('broker = "none"', extra=extra)
+    junk = tmp_path / "junk.avi"
+    junk.write_bytes(b"not a video at all")
+    video = str(VIDEO / "red.avi")
+    done = await asyncio.to_thread(tektra, daemon, "ask", "What happens?", "--video", video)
+    damaged = await asyncio.to_thread(tektra, daemon, "ask", "Hm?", "--video", str(junk))
+    missing = await asyncio.to_thread(tektra, daemon, "ask", "Hm?", "--video", "/no/such.avi")
+    assert daemon.stop() == 0
+    assert (done.returncode, done.stdout) == (0, "You said: What happens?\n")
+    # The daemon decoded what it was sent: the clip itself went over the socket.
+    assert (damaged.returncode, damaged.stderr) == (
+        1,
+        "error [bad_media]: video could not be decoded (unknown or damaged container)\n",
+    )
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("error [bad_input]: cannot read the clip /no/such.avi")

@@ -46,8 +46,17 @@ from daemon.models.manager.selection import backend_order, choose_model, describ
 
 LOOK_QUESTION = "What do you see?"
 """What `look` asks of the camera frame when the caller asks nothing."""
+DESCRIBE_PROMPT = "Describe this image."
 
-__all__ = ["LOOK_QUESTION", "Answer", "BackendStatus", "ModelInfo", "Query", "UnifiedModelManager"]
+__all__ = [
+    "DESCRIBE_PROMPT",
+    "LOOK_QUESTION",
+    "Answer",
+    "BackendStatus",
+    "ModelInfo",
+    "Query",
+    "UnifiedModelManager",
+]
 
 
 class UnifiedModelManager:
@@ -169,6 +178,18 @@ class UnifiedModelManager:
     ) -> str:
         """The seed's "what do you see": one camera frame (JPEG) and a question about it."""
         return await self._complete(Query(text, session, model, preset, (frame,)))
+
+    async def process_image_with_description(
+        self,
+        image: bytes,
+        description: str = DESCRIBE_PROMPT,
+        *,
+        session: str | None = None,
+        model: str | None = None,
+        preset: str | None = None,
+    ) -> str:
+        """An image with the prompt that says what to describe (the socket's `ask` with `image`)."""
+        return await self._complete(Query(description, session, model, preset, (image,)))
 
     async def process_audio_with_transcription(
         self,
