@@ -477,7 +477,7 @@ def _unknown(
 COMMANDS: dict[str, Command[Any]] = {
     "ask": Command(AskArgs, Commands._ask, streaming=True, plain=plain_text),
     "multimodal": Command(MultimodalArgs, Commands._multimodal, streaming=True),
-    "look": Command(LookArgs, Commands._look, streaming=True),
+    "look": Command(LookArgs, Commands._look, streaming=True, plain=plain_text),
     "subscribe": Command(NoArgs, None, front_ends=frozenset({"socket"})),
     "status": Command(NoArgs, Commands._status),
     "models": Command(NoArgs, Commands._models),

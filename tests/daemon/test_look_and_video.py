@@ -21,8 +21,8 @@ import pytest
 
 from daemon.assistant.assistant import Assistant
 from daemon.assistant.commands import Commands, Outcome
-from daemon.assistant.protocol import Request
-from daemon.core.config.schema import TektraConfig
+from daemon.assistant.protocol import LookArgs, Request
+from daemon.core.config.schema import MqttSettings, TektraConfig
 from daemon.core.events import EventBus
 from daemon.models.manager.manager import Query, UnifiedModelManager
 from pipelines.camera import CameraReader, encode_jpeg
@@ -239,3 +239,17 @@ async def test_tektra_ask_video_sends_the_clip_to_the_daemon(
     )
     assert missing.returncode == 1
     assert missing.stderr.startswith("error [bad_input]: cannot read the clip /no/such.avi")
+
+
+def test_look_over_mqtt_is_forbidden_until_listed_and_then_takes_plain_text(
+    commands: Commands,
+) -> None:
+    # Off by default: its answer says what the camera sees, and the house broker is shared.
+    default = MqttSettings().commands
+    refused = commands.read_message("look", b"", default)
+    assert isinstance(refused, Outcome) and refused.code == "forbidden"
+    allowed = [*default, "look"]
+    pressed = commands.read_message("look", b"PRESS", allowed)  # a Home Assistant button
+    asked = commands.read_message("look", b"Is the door open?", allowed)
+    assert isinstance(pressed, Request) and pressed.args == LookArgs(text="What do you see?")
+    assert isinstance(asked, Request) and asked.args == LookArgs(text="Is the door open?")
