@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             return run(config, path)
         if args.command == "ask":
             return _ask(config, path, sock, args)
+        if args.command == "look":
+            return _look(sock, args)
         if args.command == "models":
             return _models(config, path, sock, args)
         if args.command == "status":
@@ -136,11 +138,17 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--preset", help="generation preset (fast, balanced, quality, creative, …)")
     ask.add_argument("--image", type=Path, help="an image (JPEG/PNG) to ask about")
     ask.add_argument(
+        "--video", type=Path, help="a short clip to ask about (sampled to a few frames)"
+    )
+    ask.add_argument(
         "--session", help="continue the conversation of this name (default: a new one per run)"
     )
     models = sub.add_parser("models", parents=[common], help="list models, or pull one")
     models.add_argument("action", nargs="?", choices=["list", "pull"], default="list")
     models.add_argument("model_id", nargs="?", help="model to pull (an hf source)")
+    look = sub.add_parser("look", parents=[common], help="ask the daemon what its camera sees now")
+    look.add_argument("text", nargs="?", help='the question (default: "What do you see?")')
+    look.add_argument("--model", help="model id (default: the first that takes images)")
     sub.add_parser("validate", parents=[common], help="check models.toml and list every error")
     sub.add_parser("status", parents=[common], help="the running daemon's state, as JSON")
     entities = sub.add_parser(
@@ -210,33 +218,64 @@ def _ask(config: TektraConfig, path: Path, sock: Path, args: argparse.Namespace)
     if args.session:
         fields["session"] = args.session
     image = _read_image(args.image) if args.image else None
+    video = _read_file(args.video, "clip") if args.video else None
     client = _connect(sock)
     if client is None:  # no daemon: answer in-process, the same way the daemon would
-        return asyncio.run(_ask_locally(config, path, args, image))
-    if image is not None:
+        return asyncio.run(_ask_locally(config, path, args, image, video))
+    command = "ask"
+    if video is not None:  # `ask` takes one image; a clip goes as `multimodal`
+        command = "multimodal"
+        fields["video"] = base64.b64encode(video).decode()
+        if image is not None:
+            fields["images"] = [base64.b64encode(image).decode()]
+    elif image is not None:
         fields["image"] = base64.b64encode(image).decode()
     with client:
-        try:
-            for piece in client.stream("ask", **fields):
-                if isinstance(piece, str):
-                    sys.stdout.write(piece)
-                    sys.stdout.flush()
-        except DaemonError as exc:
-            sys.stdout.flush()
-            print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
-            return 1
+        return _stream(client, command, fields)
+
+
+def _look(sock: Path, args: argparse.Namespace) -> int:
+    fields: dict[str, Any] = {"model": args.model}
+    if args.text:
+        fields["text"] = args.text
+    client = _connect(sock)
+    if client is None:  # the camera is the daemon's: nothing to look through without it
+        print(
+            f"error [unreachable]: no daemon answers on {sock}: start it with `tektra run`",
+            file=sys.stderr,
+        )
+        return 1
+    with client:
+        return _stream(client, "look", fields)
+
+
+def _stream(client: DaemonClient, command: str, fields: dict[str, Any]) -> int:
+    try:
+        for piece in client.stream(command, **fields):
+            if isinstance(piece, str):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+    except DaemonError as exc:
+        sys.stdout.flush()
+        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        return 1
     sys.stdout.write("\n")
     return 0
 
 
 async def _ask_locally(
-    config: TektraConfig, path: Path, args: argparse.Namespace, image: bytes | None
+    config: TektraConfig,
+    path: Path,
+    args: argparse.Namespace,
+    image: bytes | None,
+    video: bytes | None = None,
 ) -> int:
     manager = UnifiedModelManager(config, config_path=path)
     try:
         images = (image,) if image is not None else ()
+        clips = (video,) if video is not None else ()
         answer = manager.answer(
-            Query(args.text, model=args.model, preset=args.preset, images=images)
+            Query(args.text, model=args.model, preset=args.preset, images=images, video=clips)
         )
         async for chunk in answer:
             sys.stdout.write(chunk)
@@ -372,10 +411,14 @@ def _print_voice_answer(replies: Any, next_read: Callable[[], None]) -> int:
 
 
 def _read_image(path: Path) -> bytes:
+    return _read_file(path, "image")
+
+
+def _read_file(path: Path, what: str) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise BadInput(f"cannot read the image {path}: {exc.strerror or exc}") from exc
+        raise BadInput(f"cannot read the {what} {path}: {exc.strerror or exc}") from exc
 
 
 def _read_wav(path: Path) -> tuple[bytes, int]:

@@ -45,9 +45,10 @@ def float_to_wav(samples: Samples, rate: int = RATE) -> bytes:
     return out.getvalue()
 
 
-def read_wav(path: Path) -> Samples:
-    """A 16-bit PCM WAV file as 16 kHz mono float32 (channels averaged, rate converted)."""
-    with wave.open(str(path), "rb") as wav:
+def read_wav(path: Path | io.BytesIO) -> Samples:
+    """A 16-bit PCM WAV file (or its bytes) as 16 kHz mono float32 (channels averaged, rate
+    converted)."""
+    with wave.open(str(path) if isinstance(path, Path) else path, "rb") as wav:
         if wav.getsampwidth() != 2:
             raise ValueError(f"{path}: only 16-bit PCM WAV is supported")
         channels, rate = wav.getnchannels(), wav.getframerate()

@@ -22,6 +22,7 @@ from daemon.assistant.protocol import (
     CancelArgs,
     Envelope,
     LoadModelArgs,
+    LookArgs,
     MicrophoneArgs,
     MultimodalArgs,
     NewConversationArgs,
@@ -80,6 +81,12 @@ class Speaking(Protocol):
     ) -> dict[str, object]: ...
 
     async def stop(self) -> dict[str, object]: ...
+
+
+Transcribe = Callable[[bytes], Awaitable[str]]
+"""What is said in a WAV (Tektra's own speech-to-text); ValueError for one it cannot read."""
+CameraFrame = Callable[[], Awaitable[bytes | None]]
+"""The camera's current frame as JPEG, or None when there is no camera or no fresh frame."""
 
 
 class Unavailable(TektraError):
@@ -159,8 +166,12 @@ class Commands:
         links: Callable[[], dict[str, Any]] | None = None,
         speaker: Speaking | None = None,
         entities: Callable[[], list[dict[str, Any]]] | None = None,
+        camera: CameraFrame | None = None,
+        transcribe: Transcribe | None = None,
     ) -> None:
         self.assistant = assistant
+        self.camera = camera
+        self.transcribe = transcribe
         self.voice = voice
         self.speaker = speaker
         self._links = links or dict
@@ -294,12 +305,48 @@ class Commands:
             decode_base64(image, f"images[{i}]", limit) for i, image in enumerate(args.images)
         )
         audio = decode_base64(args.audio, "audio", limit) if args.audio else None
-        if not args.text and not images and audio is None:
+        video_limit = int(self.assistant.config.media.max_video_mb * 2**20)
+        video = (decode_base64(args.video, "video", video_limit),) if args.video else ()
+        if not args.text and not images and audio is None and not video:
             raise ProtocolError(
-                "bad_request", "multimodal: send at least one of `text`, `images`, `audio`"
+                "bad_request",
+                "multimodal: send at least one of `text`, `images`, `audio`, `video`",
             )
         session = args.session or call.session
-        query = Query(args.text, session, args.model, args.preset, images, audio)
+        if audio is not None and not args.text:
+            # The seed's process_audio_with_transcription: the utterance goes with what was said
+            # in it, so a model that takes no audio still gets the question.
+            transcript = await self._transcript(audio)
+            query = Query(transcript, session, args.model, args.preset, images, audio, video)
+            return {**await self._answer(query, call), "transcript": transcript}
+        query = Query(args.text, session, args.model, args.preset, images, audio, video)
+        return await self._answer(query, call)
+
+    async def _transcript(self, audio: bytes) -> str:
+        if self.transcribe is None:
+            message = "this daemon has no speech-to-text: send `text` with the `audio`"
+            raise ProtocolError("unavailable", message)
+        try:
+            transcript = await self.transcribe(audio)
+        except ValueError as exc:
+            message = f"multimodal: `audio` must be a 16-bit PCM WAV ({exc})"
+            raise ProtocolError("bad_request", message) from None
+        if not transcript:
+            raise ProtocolError("no_speech", "multimodal: no speech was heard in `audio`")
+        return transcript
+
+    async def _look(self, args: LookArgs, call: Call) -> Result:
+        """Ask about what the camera sees now (the seed's `process_camera_frame`)."""
+        frame = await self.camera() if self.camera is not None else None
+        if frame is None:
+            # A ProtocolError: refused before answering, so not on the bus (MQTT publishes it).
+            raise ProtocolError(
+                "no_camera",
+                "no camera frame to look at: set [camera] source in models.toml (a device, "
+                "a file or a stream) and give the daemon a model that takes images",
+            )
+        session = args.session or call.session
+        query = Query(args.text, session, args.model, args.preset, (frame,))
         return await self._answer(query, call)
 
     async def _answer(self, query: Query, call: Call) -> Result:
@@ -433,6 +480,7 @@ def _unknown(
 COMMANDS: dict[str, Command[Any]] = {
     "ask": Command(AskArgs, Commands._ask, streaming=True, plain=plain_text),
     "multimodal": Command(MultimodalArgs, Commands._multimodal, streaming=True),
+    "look": Command(LookArgs, Commands._look, streaming=True, plain=plain_text),
     "subscribe": Command(NoArgs, None, front_ends=frozenset({"socket"})),
     "status": Command(NoArgs, Commands._status),
     "models": Command(NoArgs, Commands._models),

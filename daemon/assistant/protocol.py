@@ -28,6 +28,7 @@ from pydantic_core import ErrorDetails
 
 from daemon.core.errors import TektraError
 from daemon.core.events import RequestId
+from daemon.models.manager.manager import LOOK_QUESTION
 
 MAX_DEPTH = 32
 """Deepest nesting of arrays and objects in one request (ours need 3)."""
@@ -73,6 +74,17 @@ class MultimodalArgs(Args):
     """Base64 of JPEG/PNG images."""
     audio: str | None = None
     """Base64 of a 16 kHz mono WAV."""
+    video: str | None = None
+    """Base64 of one short clip (any container FFmpeg reads), at most `[media] max_video_mb`;
+    it reaches the model as `[media] video_frames` frames sampled evenly."""
+    model: str | None = None
+    preset: str | None = None
+    session: str | None = Field(None, min_length=1, max_length=200)
+
+
+class LookArgs(Args):
+    text: str = Field(LOOK_QUESTION, min_length=1)
+    """The question asked about the camera's current frame."""
     model: str | None = None
     preset: str | None = None
     session: str | None = Field(None, min_length=1, max_length=200)

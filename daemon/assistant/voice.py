@@ -8,10 +8,14 @@ a pipeline starts: at startup when `[audio] source` is not `none`, else on the f
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import importlib
 import importlib.util
+import io
 import logging
+import time
+import wave
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +38,13 @@ if TYPE_CHECKING:  # the module itself is imported only when a pipeline is start
 
 log = logging.getLogger("tektra.voice")
 VOICE_SESSION = "voice"
+FIRST_FRAME_S = 5.0
+"""How long `look` waits for a camera that has just opened to give its first frame."""
+
+
+def camera_module() -> Any:
+    # Imported when first needed: OpenCV is heavy, and a daemon without a camera never needs it.
+    return importlib.import_module("pipelines.camera")
 
 
 class VoiceBridge:
@@ -147,6 +158,41 @@ class VoiceHost:
     def end_pcm(self) -> None:
         self.start()
         self.pipeline.end_pcm()
+
+    async def camera_frame(self) -> bytes | None:
+        """The camera's current frame as JPEG (for `look`), or None without one. The camera is
+        read while the pipeline runs; a reader that has just opened gets a moment for its first
+        frame, one that is lost gives none (a stale frame would be answered as if seen now)."""
+        camera = self.pipeline.camera if self.pipeline is not None else None
+        if camera is None:
+            return None
+        settings = self._config.camera
+        deadline = time.monotonic() + FIRST_FRAME_S
+        frame = camera.latest(settings.max_frame_age_s)
+        while frame is None and camera.state != "lost" and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            frame = camera.latest(settings.max_frame_age_s)
+        if frame is None:
+            return None
+        encode = camera_module().encode_jpeg
+        return await asyncio.to_thread(encode, frame, settings.max_side)
+
+    async def transcribe(self, wav: bytes) -> str:
+        """What is said in a 16-bit PCM WAV, by the `[stt]` Whisper model (loaded once per
+        process, shared with the pipeline's); empty when nothing was heard. A WAV that cannot be
+        read is a ValueError."""
+        audio = importlib.import_module("pipelines.audio")
+        stt = importlib.import_module("pipelines.stt")
+
+        def run() -> str:
+            try:
+                samples = audio.read_wav(io.BytesIO(wav))
+            except (EOFError, wave.Error) as exc:
+                raise ValueError(f"not a WAV file: {exc}") from exc
+            transcriber = stt.load_transcriber(self._config.stt)
+            return str(transcriber.transcribe(samples).text).strip()
+
+        return await asyncio.to_thread(run)
 
     def set_muted(self, muted: bool) -> None:
         """Apply the assistant's mute to the running pipeline."""

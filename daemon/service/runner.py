@@ -80,6 +80,8 @@ class Service:
             links=self._links,
             speaker=self.speaker,
             entities=self.home.listing,
+            camera=self.voice.camera_frame,
+            transcribe=self.voice.transcribe,
         )
         self.socket = SocketServer(
             socket_path(config.daemon), config.daemon, self.commands, self.bus

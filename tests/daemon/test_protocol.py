@@ -174,7 +174,7 @@ def test_listing_a_command_in_the_allow_list_opens_it(commands: Commands) -> Non
 
 def test_every_command_has_a_handler_or_is_served_by_its_front_end() -> None:
     assert [name for name, c in COMMANDS.items() if c.run is None] == ["subscribe"]
-    assert {name for name, c in COMMANDS.items() if c.streaming} == {"ask", "multimodal"}
+    assert {name for name, c in COMMANDS.items() if c.streaming} == {"ask", "multimodal", "look"}
 
 
 def test_fields_are_checked_against_the_commands_model() -> None:

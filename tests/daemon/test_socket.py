@@ -220,7 +220,7 @@ async def test_multimodal_picks_a_model_that_takes_images(
     empty = await client.call({"id": "e", "cmd": "multimodal"})
     assert empty["error"] == {
         "code": "bad_request",
-        "message": "multimodal: send at least one of `text`, `images`, `audio`",
+        "message": "multimodal: send at least one of `text`, `images`, `audio`, `video`",
     }
     await client.close()
     assert daemon.stop() == 0

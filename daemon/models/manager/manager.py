@@ -45,7 +45,19 @@ from daemon.models.manager.query import Answer, BackendStatus, ModelInfo, Query
 from daemon.models.manager.routing import Router, StreamTiming
 from daemon.models.manager.selection import backend_order, choose_model, describe_needs
 
-__all__ = ["Answer", "BackendStatus", "ModelInfo", "Query", "UnifiedModelManager"]
+LOOK_QUESTION = "What do you see?"
+"""What `look` asks of the camera frame when the caller asks nothing."""
+DESCRIBE_PROMPT = "Describe this image."
+
+__all__ = [
+    "DESCRIBE_PROMPT",
+    "LOOK_QUESTION",
+    "Answer",
+    "BackendStatus",
+    "ModelInfo",
+    "Query",
+    "UnifiedModelManager",
+]
 
 
 class UnifiedModelManager:
@@ -145,6 +157,55 @@ class UnifiedModelManager:
     ) -> str:
         query = Query(text or "", session, model, preset, tuple(images), audio, tuple(video))
         return await self._complete(query)
+
+    async def process_video(
+        self,
+        text: str,
+        clips: Sequence[bytes],
+        *,
+        session: str | None = None,
+        model: str | None = None,
+        preset: str | None = None,
+    ) -> str:
+        """Answer about short clips: each is sampled to `[media] video_frames` frames."""
+        return await self._complete(Query(text, session, model, preset, video=tuple(clips)))
+
+    async def process_camera_frame(
+        self,
+        frame: bytes,
+        text: str = LOOK_QUESTION,
+        *,
+        session: str | None = None,
+        model: str | None = None,
+        preset: str | None = None,
+    ) -> str:
+        """The seed's "what do you see": one camera frame (JPEG) and a question about it."""
+        return await self._complete(Query(text, session, model, preset, (frame,)))
+
+    async def process_image_with_description(
+        self,
+        image: bytes,
+        description: str = DESCRIBE_PROMPT,
+        *,
+        session: str | None = None,
+        model: str | None = None,
+        preset: str | None = None,
+    ) -> str:
+        """An image with the prompt that says what to describe (the socket's `ask` with `image`)."""
+        return await self._complete(Query(description, session, model, preset, (image,)))
+
+    async def process_audio_with_transcription(
+        self,
+        audio: bytes,
+        transcript: str,
+        *,
+        session: str | None = None,
+        model: str | None = None,
+        preset: str | None = None,
+    ) -> str:
+        """An utterance (WAV) with its transcript: a model that takes audio gets both, any other
+        the transcript alone as the question."""
+        return await self._complete(Query(transcript, session, model, preset, audio=audio))
 
     def switch_backend(self, name: str | None) -> None:
         """Try `name` first for every model from now on (None: back to the configured order)."""
