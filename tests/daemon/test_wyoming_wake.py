@@ -1,0 +1,78 @@
+"""The wake-word engine over Wyoming, driven as Home Assistant's Wyoming wake word drives it:
+`detect` with the model names, the audio in chunks, and the first event back is a `detection`
+(the model's name) or, at `audio-stop`, `not-detected`; against a real `tektra run`."""
+
+from __future__ import annotations
+
+import wave
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from wyoming.audio import wav_to_chunks
+from wyoming.error import Error
+from wyoming.event import Event
+from wyoming.info import Describe, Info
+from wyoming.wake import Detect, Detection, NotDetected
+
+from tests.daemon.conftest import Daemon
+from tests.daemon.test_wyoming import AUDIO, exchange, wyoming_daemon
+
+MODELS = ["okay_nabu", "hey_jarvis", "hey_mycroft", "alexa"]
+
+
+def detect_events(path: Path, names: list[str] | None) -> list[Event]:
+    with wave.open(str(path), "rb") as wav:
+        audio = [e.event() for e in wav_to_chunks(wav, 1024, start_event=True, stop_event=True)]
+    return [Detect(names=names).event(), *audio]
+
+
+async def test_describe_lists_the_four_wake_word_models(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    daemon, port = wyoming_daemon(make_daemon)
+    info = Info.from_event(await exchange(port, Describe().event()))
+    assert [p.name for p in info.wake] == ["tektra"]
+    models = info.wake[0].models
+    assert [(m.name, m.phrase, m.languages) for m in models] == [
+        (name, name.replace("_", " "), ["en"]) for name in MODELS
+    ]
+    assert daemon.stop() == 0
+
+
+@pytest.mark.parametrize("recording", ["okay_nabu_joe", "okay_nabu_kitchen_espeak"])
+async def test_okay_nabu_in_the_audio_is_a_detection_named_okay_nabu(
+    make_daemon: Callable[..., Daemon], recording: str
+) -> None:
+    daemon, port = wyoming_daemon(make_daemon)
+    reply = await exchange(port, *detect_events(AUDIO / f"{recording}.wav", ["okay_nabu"]))
+    detection = Detection.from_event(reply)
+    assert reply.type == "detection"
+    assert detection.name == "okay_nabu"
+    assert isinstance(detection.timestamp, int) and 0 < detection.timestamp < 3000
+    assert daemon.stop() == 0
+
+
+async def test_audio_without_the_wake_word_is_not_detected_at_audio_stop(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    daemon, port = wyoming_daemon(make_daemon)
+    plain = await exchange(port, *detect_events(AUDIO / "kitchen_lights.wav", None))
+    assert NotDetected.is_type(plain.type)
+    # "okay nabu" is not "hey jarvis": only the models asked for are listened for.
+    other = await exchange(port, *detect_events(AUDIO / "okay_nabu_joe.wav", ["hey_jarvis"]))
+    assert NotDetected.is_type(other.type)
+    assert daemon.stop() == 0
+
+
+async def test_an_unknown_wake_word_model_is_refused_by_name(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    daemon, port = wyoming_daemon(make_daemon)
+    reply = await exchange(port, Detect(names=["hey_tektra"]).event())
+    error = Error.from_event(reply)
+    assert error.code == "bad_request"
+    assert error.text == (
+        "detect: unknown wake word model(s) hey_tektra (okay_nabu, hey_jarvis, hey_mycroft, alexa)"
+    )
+    assert daemon.stop() == 0
