@@ -4,12 +4,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import wave
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from wyoming.audio import wav_to_chunks
+from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
 from wyoming.event import Event
 from wyoming.info import Describe, Info
@@ -65,14 +67,19 @@ async def test_audio_without_the_wake_word_is_not_detected_at_audio_stop(
     assert daemon.stop() == 0
 
 
-async def test_an_unknown_wake_word_model_is_refused_by_name(
+async def test_an_unknown_wake_word_model_is_refused_by_name_and_its_audio_is_not_listened_to(
     make_daemon: Callable[..., Daemon],
 ) -> None:
     daemon, port = wyoming_daemon(make_daemon)
-    reply = await exchange(port, Detect(names=["hey_tektra"]).event())
-    error = Error.from_event(reply)
-    assert error.code == "bad_request"
-    assert error.text == (
-        "detect: unknown wake word model(s) hey_tektra (okay_nabu, hey_jarvis, hey_mycroft, alexa)"
-    )
+    known = "okay_nabu, hey_jarvis, hey_mycroft, alexa"
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        for event in detect_events(AUDIO / "okay_nabu_joe.wav", ["hey_tektra"]):
+            await client.write_event(event)
+        replies = [await asyncio.wait_for(client.read_event(), 60) for _ in range(2)]
+    errors = [Error.from_event(reply) for reply in replies if reply is not None]
+    # Its audio is not listened to with another model: the error again at audio-stop.
+    assert [(e.code, e.text) for e in errors] == [
+        ("bad_request", f"detect: unknown wake word model(s) hey_tektra ({known})"),
+        ("bad_request", f"no detection: detect: unknown wake word model(s) hey_tektra ({known})"),
+    ]
     assert daemon.stop() == 0

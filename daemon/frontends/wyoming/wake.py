@@ -13,7 +13,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from pymicro_wakeword import Model
-from wyoming.audio import AudioChunk, AudioChunkConverter, AudioStart
+from wyoming.audio import AudioChunk, AudioChunkConverter, AudioStart, AudioStop
 from wyoming.event import Event
 from wyoming.info import Attribution, Info, WakeModel, WakeProgram
 from wyoming.wake import Detect, Detection, NotDetected
@@ -91,10 +91,23 @@ class WakeSession:
         self.service = service
         self.names: list[str] = [service.default]
         self.stream: _Stream | None = None
+        self.refused: WyomingRefusal | None = None
+        """Why the last `detect` was refused: its audio is dropped, its `audio-stop` answered
+        with the error again (never with a `not-detected` for a word not listened for)."""
 
     async def on_event(self, event: Event, send: Send) -> None:
         if Detect.is_type(event.type):
-            self.names = self._names(Detect.from_event(event).names)
+            self.refused = None
+            try:
+                self.names = self._names(Detect.from_event(event).names)
+            except WyomingRefusal as exc:
+                self.refused = exc
+                raise
+        elif self.refused is not None:
+            if not AudioStop.is_type(event.type):
+                return
+            refused, self.refused = self.refused, None
+            raise WyomingRefusal(refused.code, f"no detection: {refused.message}")
         elif AudioStart.is_type(event.type):
             await self._start(event)
         elif AudioChunk.is_type(event.type):
