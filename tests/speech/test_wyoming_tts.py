@@ -17,7 +17,7 @@ from wyoming.tts import Synthesize, SynthesizeVoice
 
 from pipelines.stt import Transcriber
 from tests.daemon.conftest import Daemon, free_port, wait_for_port
-from tests.daemon.test_wyoming import BENCH, exchange
+from tests.daemon.test_wyoming import BENCH
 from tests.speech.conftest import heard_in_pcm
 
 SENTENCE = "Turn on the kitchen lights."
@@ -93,14 +93,25 @@ async def test_espeak_alone_speaks_two_sentences_in_one_stream(
     assert daemon.stop() == 0
 
 
-async def test_an_unknown_voice_and_empty_text_are_refused_in_our_words(
+async def refused(port: int, request: Synthesize) -> Event:
+    """The error answering `request`, after which the connection is closed: Home Assistant reads
+    on until `audio-stop` and would wait forever, while a closed connection ends its wait."""
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        await client.write_event(request.event())
+        error: Event | None = await asyncio.wait_for(client.read_event(), 60)
+        assert await asyncio.wait_for(client.read_event(), 60) is None
+    assert error is not None
+    return error
+
+
+async def test_an_unknown_voice_and_empty_text_are_refused_in_our_words_and_the_connection_closed(
     make_daemon: Callable[..., Daemon],
 ) -> None:
     daemon, port = tts_daemon(make_daemon, "espeak")
-    unknown = Synthesize(text="Hi.", voice=SynthesizeVoice("x")).event()
-    error = Error.from_event(await exchange(port, unknown))
+    unknown = Synthesize(text="Hi.", voice=SynthesizeVoice("x"))
+    error = Error.from_event(await refused(port, unknown))
     assert (error.code, error.text) == ("bad_request", "synthesize: unknown voice x (en-us)")
-    error = Error.from_event(await exchange(port, Synthesize(text=" ** ").event()))
+    error = Error.from_event(await refused(port, Synthesize(text=" ** ")))
     assert (error.code, error.text) == ("bad_request", "synthesize: there is nothing to say")
     assert daemon.stop() == 0
 

@@ -108,7 +108,9 @@ class TtsService:
 
 
 class TtsSession:
-    """One connection's spoken replies."""
+    """One connection's spoken replies. A refused `synthesize` ends the connection after its
+    `error`: Home Assistant's text-to-speech reads on until `audio-stop` and would wait forever,
+    while a closed connection it reports as a failed synthesis."""
 
     takes = frozenset({"synthesize"})
     opens_audio: frozenset[str] = frozenset()
@@ -120,20 +122,20 @@ class TtsSession:
         try:
             request = Synthesize.from_event(event)
         except (KeyError, TypeError, AttributeError) as exc:
-            raise WyomingRefusal("bad_request", "synthesize needs `text`") from exc
+            raise WyomingRefusal("bad_request", "synthesize needs `text`", final=True) from exc
         if not isinstance(request.text, str):
-            raise WyomingRefusal("bad_request", "synthesize needs `text`")
+            raise WyomingRefusal("bad_request", "synthesize needs `text`", final=True)
         engine = self._engine(request.voice.name if request.voice else None)
         said = sentences(request.text)
         if not said:
-            raise WyomingRefusal("bad_request", "synthesize: there is nothing to say")
+            raise WyomingRefusal("bad_request", "synthesize: there is nothing to say", final=True)
         converter: AudioChunkConverter | None = None
         for sentence in said:
             try:
                 audio = await engine.synthesize(sentence)
             except SpeechFailed as exc:
-                # Audio already sent stays sent; the client hears no `audio-stop` for it.
-                raise WyomingRefusal(exc.code, exc.message) from exc
+                # Audio already sent stays sent; no `audio-stop` claims the answer whole.
+                raise WyomingRefusal(exc.code, exc.message, final=True) from exc
             if converter is None:
                 # The first sentence's rate is the stream's (a later fallback to espeak-ng may
                 # speak at another rate: converted to this one).
@@ -150,7 +152,7 @@ class TtsSession:
         voices = self.service.voices()
         if not isinstance(voice, str) or voice not in voices:
             message = f"synthesize: unknown voice {voice!s:.40} ({', '.join(voices)})"
-            raise WyomingRefusal("bad_request", message)
+            raise WyomingRefusal("bad_request", message, final=True)
         return voices[voice]
 
     def close(self) -> None:

@@ -92,8 +92,9 @@ class WakeSession:
         self.names: list[str] = [service.default]
         self.stream: _Stream | None = None
         self.refused: WyomingRefusal | None = None
-        """Why the last `detect` was refused: its audio is dropped, its `audio-stop` answered
-        with the error again (never with a `not-detected` for a word not listened for)."""
+        """Why the last `detect` or the stream was refused: its audio is dropped, its
+        `audio-stop` answered with the error again (never with a `not-detected` for a word not
+        listened for)."""
 
     async def on_event(self, event: Event, send: Send) -> None:
         if Detect.is_type(event.type):
@@ -108,10 +109,15 @@ class WakeSession:
                 return
             refused, self.refused = self.refused, None
             raise WyomingRefusal(refused.code, f"no detection: {refused.message}")
-        elif AudioStart.is_type(event.type):
-            await self._start(event)
-        elif AudioChunk.is_type(event.type):
-            await self._chunk(event, send)
+        elif AudioStart.is_type(event.type) or AudioChunk.is_type(event.type):
+            try:
+                if AudioStart.is_type(event.type):
+                    await self._start(event)
+                else:
+                    await self._chunk(event, send)
+            except WyomingRefusal as exc:
+                self.stream, self.refused = None, exc  # the rest of this stream is dropped
+                raise
         else:  # audio-stop
             stream, self.stream = self.stream, None
             if stream is None:
