@@ -20,6 +20,7 @@ from wyoming.wake import Detect, Detection, NotDetected
 
 from daemon.core.config.schema import WakeSettings
 from daemon.frontends.mqtt.discovery import support_url, tektra_version
+from daemon.frontends.wyoming.asr import _format_problem as format_problem
 from daemon.frontends.wyoming.base import Send, WyomingRefusal
 from pipelines.audio import RATE, pcm_to_float
 from pipelines.wakeword import MicroWakeWordDetector
@@ -158,18 +159,24 @@ class WakeSession:
             raise WyomingRefusal("no_audio_start", "audio-chunk before audio-start")
         try:
             chunk = AudioChunk.from_event(event)
-            pcm = stream.converter.convert(chunk).audio
-        except (KeyError, TypeError, ValueError) as exc:
-            message = "audio-chunk needs `rate`, `width` and `channels` of a supported format"
+        except (KeyError, TypeError) as exc:
+            message = "audio-chunk needs `rate`, `width` and `channels`"
             raise WyomingRefusal("bad_audio", message) from exc
+        problem = format_problem(chunk.rate, chunk.width, chunk.channels)
+        if problem or len(chunk.audio) % (chunk.width * chunk.channels):
+            raise WyomingRefusal("bad_audio", problem or "an audio-chunk holds a partial sample")
+        pcm = stream.converter.convert(chunk).audio
         samples = pcm_to_float(pcm)
         wakes = await asyncio.to_thread(
             lambda: [wake for d in stream.detectors for wake in d.process(samples)]
         )
+        # Where the model fired, in ms on the client's clock: the chunk's own timestamp when it
+        # has one (Home Assistant's, which it reads the detection against), else from our start.
+        given = chunk.timestamp
+        began = given if type(given) is int else stream.fed * 1000 // RATE
         for wake in wakes:
             stream.heard.append(wake.name)
-            # When in the stream (ms from its start) the model fired.
-            timestamp = max(0, (stream.fed + wake.offset) * 1000 // RATE)
+            timestamp = max(0, began + wake.offset * 1000 // RATE)
             await send(Detection(name=wake.name, timestamp=timestamp).event())
         stream.fed += len(samples)
 
