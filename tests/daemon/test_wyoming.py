@@ -88,8 +88,8 @@ async def test_describe_offers_speech_to_text_and_the_conversation_agent(
     handle_model = info.handle[0].models[0]
     assert (handle_model.name, handle_model.languages) == ("echo", ["en"])
     assert info.handle[0].supports_home_control is False  # it answers; it does not act
-    # No spoken replies and no wake-word engine in this daemon: none is claimed.
-    assert (info.tts, info.wake, info.intent) == ([], [], [])
+    # `[tts] engine = "none"`: no spoken replies are claimed (the wake words: test_wyoming_wake).
+    assert (info.tts, info.intent) == ([], [])
     assert daemon.stop() == 0
 
 

@@ -33,6 +33,8 @@ from daemon.frontends.wyoming.base import (
     WyomingService,
 )
 from daemon.frontends.wyoming.handle import HandleService
+from daemon.frontends.wyoming.tts import TtsService
+from daemon.frontends.wyoming.wake import WakeService
 from daemon.frontends.wyoming.wire import TooLarge, read_event
 
 log = logging.getLogger("tektra.wyoming")
@@ -44,14 +46,17 @@ NOT_WYOMING = (ValueError, asyncio.IncompleteReadError)
 
 def build_server(config: TektraConfig, commands: Commands) -> WyomingServer | None:
     """The Wyoming server `[wyoming]` asks for, with the services this daemon has; None without
-    a `port`. Spoken replies (`tts`) and the wake-word engine (`wake`) join the list here."""
+    a `port`. Speech-to-text comes first: audio goes to it unless a `detect` came before."""
     settings = config.wyoming
     if settings.port is None:
         return None
     services: list[WyomingService] = [
         AsrService(config.stt, config.audio.vad, settings.max_audio_s),
         HandleService(commands),
+        WakeService(config.audio.wake),
     ]
+    if config.tts.engine != "none":
+        services.append(TtsService(config.tts))
     assistant = commands.assistant
 
     def on_problem(problem: str | None) -> None:
@@ -125,6 +130,9 @@ class WyomingServer:
                 task.cancel()
             if self._connections:
                 await asyncio.wait(self._connections, timeout=2.0)
+            for service in self.services:
+                if isinstance(service, TtsService):
+                    await service.aclose()  # piper's process, kept running with its voice
 
     async def _bind(self) -> None:
         """Bind, retrying with backoff while the port cannot be had (another program holds it):
