@@ -26,6 +26,7 @@ from daemon.core.config.schema import MetricsSettings
 from daemon.core.errors import TektraError
 from daemon.core.events import ErrorRaised, Event, EventBus, PipelineNotice, ResponseDone
 from daemon.frontends.mqtt.outbox import Outbox
+from daemon.speech.speaker import AnswerSpoken
 
 log = logging.getLogger("tektra.metrics")
 
@@ -49,7 +50,8 @@ class Metrics:
         self.stage_seconds = Histogram(
             "tektra_stage_seconds",
             "Latency of each stage of a query: hangover (silence waited for before an utterance "
-            "closed), speech_to_text, first_chunk (time to the first text), total (the answer)",
+            "closed), speech_to_text, first_chunk (time to the first text), total (the answer), "
+            "first_audible (time to the first sample of a spoken answer leaving the device)",
             ["stage"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
@@ -90,6 +92,10 @@ class Metrics:
             for stage, key in ANSWER_STAGES.items():
                 if key in event.timings_ms:
                     self.stage_seconds.labels(stage).observe(event.timings_ms[key] / 1000)
+        elif isinstance(event, AnswerSpoken) and "first_audible" in event.timings_ms:
+            # Counted from the request, on the clock of the response's own timings.
+            first_audible = event.timings_ms["first_audible"] / 1000
+            self.stage_seconds.labels("first_audible").observe(first_audible)
         elif isinstance(event, ErrorRaised):
             self.errors.labels(event.code).inc()
         elif isinstance(event, PipelineNotice):

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from daemon.core.config.schema import MetricsSettings
 from daemon.core.events import ErrorRaised, EventBus, PipelineNotice, ResponseDone
 from daemon.service.metrics import Metrics, MetricsServer
+from daemon.speech.speaker import AnswerSpoken
 from tests.daemon.conftest import ROOT, TEKTRA, Daemon, Mosquitto, SocketClient, free_port
 from tests.pipelines.conftest import clip, silence, write_stream
 
@@ -178,6 +179,17 @@ def test_pipeline_notices_count_dropped_audio_and_only_a_waited_hangover() -> No
     assert samples[("tektra_audio_dropped_chunks_total", ())] == 5
     assert samples[("tektra_stage_seconds_count", (("stage", "hangover"),))] == 1
     assert samples[("tektra_stage_seconds_sum", (("stage", "hangover"),))] == pytest.approx(0.7)
+
+
+def test_a_spoken_answer_adds_its_first_audible_sample_as_a_stage() -> None:
+    metrics = Metrics()
+    metrics.count(AnswerSpoken("q", 2, 3.1, "espeak", {"first_audible": 850.0}))
+    metrics.count(AnswerSpoken("say-1", 1, 1.0, "espeak", {}))  # no timing: nothing observed
+    samples = parse(_text(metrics))
+    assert samples[("tektra_stage_seconds_count", (("stage", "first_audible"),))] == 1
+    assert samples[("tektra_stage_seconds_sum", (("stage", "first_audible"),))] == pytest.approx(
+        0.85
+    )
 
 
 async def test_the_endpoint_closes_when_its_task_is_cancelled() -> None:
