@@ -404,8 +404,11 @@ async def test_the_thermostat_takes_a_target_and_tells_the_temperature_it_measur
 
 async def test_the_entities_command_answers_over_mqtt_too(start_home: StartHome) -> None:
     home = start_home(PORCH)
-    async with listening(home.broker, [f"{BASE}/reply"]) as mqtt, home.client() as client:
-        await client.publish(f"{BASE}/command/entities", b"", qos=1)
+    async with listening(home.broker, [f"{BASE}/reply", f"{BASE}/state"]) as mqtt:
+        # The retained state follows the daemon's subscription to its commands: it listens now.
+        await mqtt.wait_for(lambda m: m.topic == f"{BASE}/state")
+        async with home.client() as client:
+            await client.publish(f"{BASE}/command/entities", b"", qos=1)
         reply = await mqtt.wait_for(
             lambda m: m.topic == f"{BASE}/reply" and m.json().get("command") == "entities"
         )
