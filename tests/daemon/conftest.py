@@ -26,6 +26,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from tests.pipelines.conftest import Pulse
 from tests.plugin_backend import write_distribution
 
 ROOT = Path(__file__).parents[2]
@@ -455,3 +456,18 @@ async def listening(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+@pytest.fixture
+def pulse(tmp_path: Path) -> Iterator[Pulse]:
+    """A PulseAudio server of this test's own with a null sink: its monitor is a microphone (the
+    daemon's, when the test gives the daemon this server's environment)."""
+    runtime, home = tmp_path / "pulse-runtime", tmp_path / "pulse-home"
+    runtime.mkdir(mode=0o700)
+    home.mkdir()
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "HOME": str(home)}
+    env.pop("PULSE_SERVER", None)
+    server = Pulse(env, runtime)
+    server.start()
+    yield server
+    server.stop()

@@ -199,20 +199,6 @@ def test_an_unsafe_socket_directory_is_named_with_the_command_that_fixes_it(
     )
 
 
-@pytest.fixture
-def pulse(tmp_path: Path) -> Iterator[Pulse]:
-    """A PulseAudio server of our own with a null sink (its monitor is a microphone)."""
-    runtime, home = tmp_path / "pulse-runtime", tmp_path / "pulse-home"
-    runtime.mkdir(mode=0o700)
-    home.mkdir()
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "HOME": str(home)}
-    env.pop("PULSE_SERVER", None)
-    server = Pulse(env, runtime)
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.mark.integration
 def test_the_microphone_is_found_on_a_sound_server_and_missing_on_a_headless_machine(
     tmp_path: Path, short_dir: Path, plugin_site: Path, pulse: Pulse

@@ -4,8 +4,7 @@ Zigbee2MQTT light, and the answer says so (the model is never asked)."""
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,28 +18,12 @@ pytestmark = pytest.mark.integration
 BASE = "tektra/testnode"
 
 
-@pytest.fixture
-def microphone(tmp_path: Path) -> Iterator[Pulse]:
-    """A PulseAudio server of our own with a null sink: its monitor is the daemon's microphone."""
-    runtime, home = tmp_path / "pulse-runtime", tmp_path / "pulse-home"
-    runtime.mkdir(mode=0o700)
-    home.mkdir()
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "HOME": str(home)}
-    env.pop("PULSE_SERVER", None)
-    server = Pulse(env, runtime)
-    server.start()
-    yield server
-    server.stop()
-
-
 async def test_turn_on_the_kitchen_lights_spoken_switches_the_light_and_says_so(
-    make_daemon: Callable[..., Daemon], mosquitto: Mosquitto, microphone: Pulse, tmp_path: Path
+    make_daemon: Callable[..., Daemon], mosquitto: Mosquitto, pulse: Pulse, tmp_path: Path
 ) -> None:
     light = z2m_light("Kitchen Light", "0x000b57fffec6a5b2", area="kitchen")
     daemon = make_daemon(f'broker = "{mosquitto.url}"', audio="auto", start=False, intents=True)
-    daemon.env.update(
-        XDG_RUNTIME_DIR=microphone.env["XDG_RUNTIME_DIR"], HOME=microphone.env["HOME"]
-    )
+    daemon.env.update(XDG_RUNTIME_DIR=pulse.env["XDG_RUNTIME_DIR"], HOME=pulse.env["HOME"])
     topics = [f"{BASE}/transcript", f"{BASE}/response", f"{BASE}/intent"]
     async with running(mosquitto.client(), [light]), listening(mosquitto, topics) as mqtt:
         daemon.start()
@@ -55,7 +38,7 @@ async def test_turn_on_the_kitchen_lights_spoken_switches_the_light_and_says_so(
         speech = write_stream(
             tmp_path / "padded.wav", silence(0.3), clip("kitchen_lights"), silence(1.0)
         )
-        await asyncio.to_thread(microphone.play(speech).wait, 30)
+        await asyncio.to_thread(pulse.play(speech).wait, 30)
         transcript = await mqtt.wait_for(lambda m: m.topic == f"{BASE}/transcript", 60)
         response = await mqtt.wait_for(lambda m: m.topic == f"{BASE}/response", 60)
         intent = await mqtt.wait_for(lambda m: m.topic == f"{BASE}/intent", 60)

@@ -8,7 +8,7 @@ import base64
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -158,20 +158,6 @@ async def test_the_next_utterance_is_transcribed_while_the_previous_answer_is_st
     await pusher.close()
     await watcher.close()
     assert daemon.stop() == 0
-
-
-@pytest.fixture
-def pulse(tmp_path: Path) -> Iterator[Pulse]:
-    """A PulseAudio server of our own with a null sink: its monitor is the daemon's microphone."""
-    runtime, home = tmp_path / "pulse-runtime", tmp_path / "pulse-home"
-    runtime.mkdir(mode=0o700)
-    home.mkdir()
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "HOME": str(home)}
-    env.pop("PULSE_SERVER", None)
-    server = Pulse(env, runtime)
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_speech_played_into_the_virtual_microphone_gives_transcript_and_answer_on_mqtt(
