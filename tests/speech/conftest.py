@@ -26,9 +26,17 @@ def whisper() -> Transcriber:
     return load_transcriber(SttSettings())
 
 
+SILENCE = np.zeros(RATE // 2, np.float32)
+
+
 def heard(whisper: Transcriber, audio: np.ndarray) -> str:
-    """What Whisper hears in 16 kHz float audio, as lower-case words without punctuation."""
-    return normalise(whisper.transcribe(audio).text)
+    """What Whisper hears in 16 kHz float audio, as lower-case words without punctuation.
+
+    The audio is heard with half a second of silence around it, as a listener hears a sentence:
+    piper's voice starts at its first sample, and tiny.en then drops the first word of about one
+    synthesis in ten (piper's voice varies from run to run)."""
+    padded = np.concatenate([SILENCE, audio.astype(np.float32), SILENCE])
+    return normalise(whisper.transcribe(padded).text)
 
 
 def heard_in_file(whisper: Transcriber, path: Path) -> str:
