@@ -86,7 +86,8 @@ class Service:
         self.socket = SocketServer(
             socket_path(config.daemon), config.daemon, self.commands, self.bus
         )
-        self.wyoming = build_server(config, self.commands)  # None without [wyoming] port
+        # None without [wyoming] port; its `tts` speaks with the speaker's engine (one piper)
+        self.wyoming = build_server(config, self.commands, self.speaker.engine)
         self.broker: EmbeddedBroker | None = None
         self._stop = asyncio.Event()
         self._forced = asyncio.Event()

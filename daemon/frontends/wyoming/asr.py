@@ -22,17 +22,13 @@ from wyoming.info import AsrModel, AsrProgram, Attribution, Info
 from daemon.core.config.schema import ModelSource, SttSettings, VadSettings
 from daemon.core.errors import TektraError
 from daemon.frontends.mqtt.discovery import support_url, tektra_version
-from daemon.frontends.wyoming.base import Send, WyomingRefusal
+from daemon.frontends.wyoming.base import Send, WyomingRefusal, format_problem
 from daemon.frontends.wyoming.speculation import StreamTranscription
 from pipelines.audio import RATE, pcm_to_float
 from pipelines.stt import Transcriber, load_transcriber
 from pipelines.vad import SileroVad, shared_vad
 
 log = logging.getLogger("tektra.wyoming")
-
-MIN_RATE, MAX_RATE = 4_000, 192_000
-WIDTHS = (1, 2, 4)
-"""Sample widths in bytes the converter takes (8-bit unsigned, 16- and 32-bit signed)."""
 FASTER_WHISPER = Attribution("SYSTRAN faster-whisper", "https://github.com/SYSTRAN/faster-whisper")
 
 
@@ -195,7 +191,7 @@ class AsrSession:
         except (KeyError, TypeError) as exc:
             message = "audio-start needs `rate`, `width` and `channels`"
             raise self._refuse("bad_audio", message) from exc
-        problem = _format_problem(start.rate, start.width, start.channels)
+        problem = format_problem(start.rate, start.width, start.channels)
         if problem:
             raise self._refuse("bad_audio", problem)
         converter = AudioChunkConverter(rate=RATE, width=2, channels=1)
@@ -254,17 +250,6 @@ class AsrSession:
         log.info("Wyoming transcript of %.1f s audio (%s)", seconds, how)
         log.debug("Wyoming transcript: %r", heard.text)
         await send(Transcript(text=heard.text, language=heard.language).event())
-
-
-def _format_problem(rate: object, width: object, channels: object) -> str:
-    """What is wrong with an audio format, or "" when Tektra takes it."""
-    if isinstance(rate, bool) or not isinstance(rate, int) or not MIN_RATE <= rate <= MAX_RATE:
-        return f"unsupported sample rate {rate!r} (from {MIN_RATE} to {MAX_RATE} Hz)"
-    if isinstance(width, bool) or width not in WIDTHS:
-        return f"unsupported sample width {width!r} (1, 2 or 4 bytes)"
-    if isinstance(channels, bool) or channels not in (1, 2):
-        return f"unsupported channel count {channels!r} (1 or 2)"
-    return ""
 
 
 def _shape(rate: int, width: int, channels: int) -> str:

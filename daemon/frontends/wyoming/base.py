@@ -64,3 +64,20 @@ class WyomingRefusal(TektraError):
 
     def event(self) -> Event:
         return Error(text=self.message, code=self.code).event()
+
+
+MIN_RATE, MAX_RATE = 4_000, 192_000
+WIDTHS = (1, 2, 4)
+"""The audio Tektra's Wyoming services take: rates in Hz; sample widths in bytes (8-bit
+unsigned, 16- and 32-bit signed, as the converter takes them)."""
+
+
+def format_problem(rate: object, width: object, channels: object) -> str:
+    """What is wrong with an audio format, or "" when Tektra takes it."""
+    if isinstance(rate, bool) or not isinstance(rate, int) or not MIN_RATE <= rate <= MAX_RATE:
+        return f"unsupported sample rate {rate!r} (from {MIN_RATE} to {MAX_RATE} Hz)"
+    if isinstance(width, bool) or width not in WIDTHS:
+        return f"unsupported sample width {width!r} (1, 2 or 4 bytes)"
+    if isinstance(channels, bool) or channels not in (1, 2):
+        return f"unsupported channel count {channels!r} (1 or 2)"
+    return ""

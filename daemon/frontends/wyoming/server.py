@@ -36,6 +36,7 @@ from daemon.frontends.wyoming.handle import HandleService
 from daemon.frontends.wyoming.tts import TtsService
 from daemon.frontends.wyoming.wake import WakeService
 from daemon.frontends.wyoming.wire import TooLarge, read_event
+from daemon.speech.engines import FallbackEngine
 
 log = logging.getLogger("tektra.wyoming")
 
@@ -44,9 +45,12 @@ log = logging.getLogger("tektra.wyoming")
 NOT_WYOMING = (ValueError, asyncio.IncompleteReadError)
 
 
-def build_server(config: TektraConfig, commands: Commands) -> WyomingServer | None:
+def build_server(
+    config: TektraConfig, commands: Commands, voice: FallbackEngine | None = None
+) -> WyomingServer | None:
     """The Wyoming server `[wyoming]` asks for, with the services this daemon has; None without
-    a `port`. Speech-to-text comes first: audio goes to it unless a `detect` came before."""
+    a `port`. Speech-to-text comes first: audio goes to it unless a `detect` came before.
+    `voice` is the daemon's own speech engine, which `tts` shares rather than start another."""
     settings = config.wyoming
     if settings.port is None:
         return None
@@ -56,7 +60,7 @@ def build_server(config: TektraConfig, commands: Commands) -> WyomingServer | No
         WakeService(config.audio.wake),
     ]
     if config.tts.engine != "none":
-        services.append(TtsService(config.tts))
+        services.append(TtsService(config.tts, voice))
     assistant = commands.assistant
 
     def on_problem(problem: str | None) -> None:

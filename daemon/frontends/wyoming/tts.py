@@ -3,8 +3,9 @@
 
 The engines are `daemon.speech`'s: piper with its voice (espeak-ng when piper is missing or
 fails), or espeak-ng alone, as `[tts] engine` says. Both synthesize in processes of their own,
-so the loop never waits on them. One engine serves every connection of the server: piper keeps
-its voice loaded once, and says one sentence at a time anyway. The text is said sentence by
+so the loop never waits on them. The default voice is the daemon's own engine, shared with its
+spoken replies: one piper process keeps its voice loaded once for both, and says one sentence at
+a time anyway. The text is said sentence by
 sentence, each sent as soon as it is ready, so a long answer starts playing early.
 """
 
@@ -53,9 +54,11 @@ def voice_language(voice: str) -> str:
 class TtsService:
     """Tektra's voice, described and shared by every connection of one server."""
 
-    def __init__(self, settings: TtsSettings) -> None:
+    def __init__(self, settings: TtsSettings, engine: FallbackEngine | None = None) -> None:
         self.settings = settings
-        self.engine = make_engine(settings)
+        self._owns_engine = engine is None
+        """The engine was made here (not the speaker's): closing the service ends it."""
+        self.engine = make_engine(settings) if engine is None else engine
         """What speaks when no voice is asked for: `[tts] engine`, espeak-ng behind piper."""
         espeak = EspeakEngine(settings.espeak_voice, settings.rate)
         self.espeak = FallbackEngine(espeak, espeak)
@@ -102,8 +105,10 @@ class TtsService:
         return TtsSession(self)
 
     async def aclose(self) -> None:
-        """End the engines' processes (piper's, kept running with its voice)."""
-        await self.engine.close()
+        """End the engines' processes (piper's, kept running with its voice); a shared engine
+        is its owner's to end."""
+        if self._owns_engine:
+            await self.engine.close()
         await self.espeak.close()
 
 

@@ -20,8 +20,7 @@ from wyoming.wake import Detect, Detection, NotDetected
 
 from daemon.core.config.schema import WakeSettings
 from daemon.frontends.mqtt.discovery import support_url, tektra_version
-from daemon.frontends.wyoming.asr import _format_problem as format_problem
-from daemon.frontends.wyoming.base import Send, WyomingRefusal
+from daemon.frontends.wyoming.base import Send, WyomingRefusal, format_problem
 from pipelines.audio import RATE, pcm_to_float
 from pipelines.wakeword import MicroWakeWordDetector
 
