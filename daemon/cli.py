@@ -83,8 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.socket is None and not sock.exists() and SYSTEM_SOCKET.exists():
             sock = SYSTEM_SOCKET  # no daemon of this user's, but the system service runs
         if args.command == "run":
+            from daemon.service.references import reference_issues
             from daemon.service.runner import run
 
+            if issues := reference_issues(config):
+                raise ConfigError(issues)
             return run(config, path)
         if args.command == "ask":
             return _ask(config, path, sock, args)
@@ -194,7 +197,11 @@ def _version() -> str:
 
 
 def _validate(path: Path) -> int:
-    _config, issues, notes = inspect_file(path, BackendRegistry().names())
+    config, issues, notes = inspect_file(path, BackendRegistry().names())
+    if config is not None:
+        from daemon.service.references import reference_issues
+
+        issues = reference_issues(config)
     if issues:
         print(f"{path}: {len(issues)} error(s)")
         for issue in issues:

@@ -91,17 +91,31 @@ class MicroWakeWordDetector:
         self._rest = np.zeros(0, np.float32)
 
 
+SHIPPED = tuple(m.value for m in Model)
+"""The models inside pymicro-wakeword's wheel, okay_nabu (its default) first."""
+
+
+def model_problem(model: str) -> str | None:
+    """Why `[audio.wake] model` cannot be a model, without loading it; None when it can."""
+    if model in SHIPPED or _model_config(model).is_file():
+        return None
+    return (
+        f"{model!r} is neither a shipped model ({', '.join(SHIPPED)}) "
+        "nor a microWakeWord .json/.tflite file"
+    )
+
+
+def _model_config(model: str) -> Path:
+    return Path(model).expanduser().with_suffix(".json")  # a `.tflite` named: its `.json` beside
+
+
 def _load(model: str) -> MicroWakeWord:
     try:
-        if model in {m.value for m in Model}:
+        if model in SHIPPED:
             return MicroWakeWord.from_builtin(Model(model))
-        path = Path(model).expanduser()
-        config = path.with_suffix(".json")  # a `.tflite` named: its `.json` beside it
-        if not config.is_file():
-            raise WakeModelUnavailable(
-                f"[audio.wake] model {model!r} is neither a shipped model "
-                f"({', '.join(m.value for m in Model)}) nor a microWakeWord .json/.tflite file"
-            )
-        return MicroWakeWord.from_config(config)
+        problem = model_problem(model)
+        if problem is not None:
+            raise WakeModelUnavailable(f"[audio.wake] model {problem}")
+        return MicroWakeWord.from_config(_model_config(model))
     except (OSError, ValueError, KeyError) as exc:
         raise WakeModelUnavailable(f"[audio.wake] model {model!r} cannot be loaded: {exc}") from exc

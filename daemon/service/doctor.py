@@ -113,10 +113,12 @@ async def _examine_file(path: Path, sock: Path | None) -> list[Finding]:
     from daemon.frontends.socket.access import SYSTEM_SOCKET, socket_path
     from daemon.models.backends.registry import BackendRegistry
     from daemon.service.doctor_checks import all_checks
+    from daemon.service.references import reference_issues
 
     checked = await asyncio.to_thread(inspect_file, path, BackendRegistry().names())
-    if checked.config is None:
-        findings = [_config_problem(path, issue) for issue in checked.issues]
+    issues = checked.issues if checked.config is None else reference_issues(checked.config)
+    if checked.config is None or issues:
+        findings = [_config_problem(path, issue) for issue in issues]
         findings.append(skip("other checks", "not run: they need a valid configuration"))
         for finding in findings:
             print(finding.line(), flush=True)

@@ -115,6 +115,35 @@ def test_validate_reports_every_problem_of_one_table_in_one_pass(tmp_path: Path)
     assert "s3cret" not in result.stdout + result.stderr
 
 
+def test_validate_names_an_unknown_mqtt_command_and_an_unknown_wake_word_model(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "models.toml"
+    config.write_text(
+        '[mqtt]\ncommands = ["ask", "staus", "launch_rockets"]\n'
+        '[audio.wake]\nengine = "micro"\nmodel = "hey_tektra"\n'
+        '[[models]]\nid = "m"\nsource = { ollama = "m:1" }\n'
+    )
+    result = tektra("validate", "--config", str(config))
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[:2] == [
+        f"{config}: 3 error(s)",
+        "  mqtt.commands[1]: no such command 'staus' (did you mean 'status'?)",
+    ]
+    # With nothing close, every command is listed.
+    assert lines[2].startswith("  mqtt.commands[2]: no such command 'launch_rockets' (commands: ")
+    assert "new_conversation" in lines[2]
+    assert lines[3:] == [
+        "  audio.wake.model: 'hey_tektra' is neither a shipped model (okay_nabu, hey_jarvis, "
+        "hey_mycroft, alexa) nor a microWakeWord .json/.tflite file"
+    ]
+    # The daemon refuses the same file, with the same words, rather than warn at run time.
+    refused = tektra("run", "--config", str(config))
+    assert refused.returncode == 1
+    assert "mqtt.commands[1]: no such command 'staus' (did you mean 'status'?)" in refused.stderr
+
+
 def test_validate_accepts_the_seeds_models_toml_and_names_the_new_spelling() -> None:
     seed = ROOT / "fixtures/configs/seed_status_report.toml"
     result = tektra("validate", "--config", str(seed))

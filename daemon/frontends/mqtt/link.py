@@ -111,13 +111,6 @@ class MqttLink:
         self.reconnects = 0
         self._stopping = asyncio.Event()
         self._jobs: set[asyncio.Task[None]] = set()
-        unknown = sorted(set(settings.commands) - set(COMMANDS))
-        if unknown and "commands" in settings.model_fields_set:
-            log.warning(
-                "[mqtt] commands: no such command %s (commands: %s)",
-                ", ".join(unknown),
-                ", ".join(sorted(COMMANDS)),
-            )
 
     def status(self) -> dict[str, Any]:
         return {

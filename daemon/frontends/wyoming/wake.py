@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from pymicro_wakeword import Model
 from wyoming.audio import AudioChunk, AudioChunkConverter, AudioStart, AudioStop
 from wyoming.event import Event
 from wyoming.info import Attribution, Info, WakeModel, WakeProgram
@@ -22,13 +21,12 @@ from daemon.core.config.schema import WakeSettings
 from daemon.frontends.mqtt.discovery import support_url, tektra_version
 from daemon.frontends.wyoming.base import Send, WyomingRefusal, format_problem
 from pipelines.audio import RATE, pcm_to_float
+from pipelines.wakeword import SHIPPED as MODELS
 from pipelines.wakeword import MicroWakeWordDetector
 
 MICRO_WAKE_WORD = Attribution(
     "kahrendt (microWakeWord)", "https://github.com/kahrendt/microWakeWord"
 )
-MODELS = tuple(m.value for m in Model)
-"""The models shipped with pymicro-wakeword, each its own `WakeModel`."""
 
 
 def phrase(model: str) -> str:
