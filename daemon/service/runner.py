@@ -32,6 +32,7 @@ from daemon.core.supervisor import Supervisor
 from daemon.frontends.mqtt.broker import EmbeddedBroker
 from daemon.frontends.mqtt.credentials import load_or_create
 from daemon.frontends.mqtt.link import MqttLink
+from daemon.frontends.satellites.hub import SatelliteHub
 from daemon.frontends.socket.server import SocketServer, socket_path
 from daemon.frontends.wyoming import build_server
 from daemon.home.home import Home
@@ -131,6 +132,8 @@ class Service:
             if self.home.link is not None:
                 self.home.link.login = login
             self.supervisor.spawn("home", self.home.run)
+            satellites = SatelliteHub(self.config, self.commands, self.speaker, login=login)
+            self.supervisor.spawn("satellites", satellites.run)
         if self.config.metrics.port is not None:
             outbox = self.link.outbox if self.link is not None else None
             metrics = MetricsServer(self.config.metrics, self.bus, outbox)
