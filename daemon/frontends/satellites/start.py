@@ -10,22 +10,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from daemon.core.config.load import ConfigNotFound, default_config_path, load_config
+import tomllib
+
+from daemon.core.config.load import ConfigNotFound, default_config_path
+from daemon.core.config.partial import validate
 from daemon.core.config.schema import TektraConfig
-from daemon.core.errors import ConfigError, TektraError
+from daemon.core.errors import ConfigError, ConfigIssue, TektraError
 from daemon.frontends.mqtt.credentials import CredentialsError
 from daemon.frontends.mqtt.credentials import load as load_credentials
 from daemon.frontends.satellites.station import SatelliteSettings, Station
 from daemon.frontends.satellites.wire import valid_id
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+TABLES = ("daemon", "audio", "tts", "mqtt")
+"""The models.toml tables a satellite reads."""
 
 
 def start_satellite(args: argparse.Namespace) -> int:
@@ -33,7 +37,7 @@ def start_satellite(args: argparse.Namespace) -> int:
         config = _config(args.config)
         settings, config = _settings(args, config)
     except ConfigError as exc:
-        print(f"{args.config}: {len(exc.issues)} error(s)", file=sys.stderr)
+        print(f"{args.config or 'models.toml'}: {len(exc.issues)} error(s)", file=sys.stderr)
         for issue in exc.issues:
             print(f"  {issue}", file=sys.stderr)
         return 1
@@ -65,11 +69,28 @@ async def _serve(station: Station) -> int:
 
 
 def _config(path: Path | None) -> TektraConfig:
-    if path is not None:
-        return load_config(path)
-    with contextlib.suppress(ConfigNotFound):
-        return load_config(default_config_path())
-    return TektraConfig()
+    """The tables a satellite uses, from `path` (else the usual places, else the defaults);
+    every other table (models, backends, …) is the hub's business and is not read."""
+    if path is None:
+        try:
+            path = default_config_path()
+        except ConfigNotFound:
+            return TektraConfig()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigIssue("", f"cannot read {path}: {exc}")]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([ConfigIssue("", f"not valid TOML: {exc}")]) from exc
+    issues: list[ConfigIssue] = []
+    sections = {
+        key: validate(TektraConfig.model_fields[key].annotation, raw[key], key, issues)
+        for key in TABLES
+        if key in raw
+    }
+    if issues:
+        raise ConfigError(issues)
+    return TektraConfig.model_validate({key: raw[key] for key in sections})
 
 
 def _settings(
