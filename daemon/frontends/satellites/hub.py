@@ -205,12 +205,15 @@ class SatelliteHub:
     # --- answering -----------------------------------------------------------------------------
 
     async def _answer(self, satellite: str, wake: str, pcm: bytes) -> None:
+        session = f"satellite-{satellite}"
         competed = self._wakes.pop(wake, None)
         if competed is not None:
             kept = await competed[0].kept
             if kept != wake:
                 log.info("dropped satellite %s's request: another room answers it", satellite)
                 return
+            # A new wake starts afresh; a follow-up (a wake never announced) continues.
+            self.commands.close_conversation(session)
         base = f"{self.root}/{satellite}"
         try:
             text = await self._transcribe(pcm)
@@ -236,9 +239,7 @@ class SatelliteHub:
         voice = asyncio.create_task(self._say(base, sentences))
         try:
             request = Request(request_id, "ask", AskArgs(text=text), FRONT_END)
-            outcome = await self.commands.run_request(
-                request, on_chunk, session=f"satellite-{satellite}"
-            )
+            outcome = await self.commands.run_request(request, on_chunk, session=session)
             for sentence in splitter.finish():
                 sentences.put_nowait(sentence)
         finally:

@@ -32,6 +32,12 @@ TABLES = ("daemon", "audio", "tts", "mqtt")
 """The models.toml tables a satellite reads."""
 
 
+class BadOption(TektraError):
+    """A `tektra satellite` flag that cannot be used."""
+
+    code = "bad_option"
+
+
 def start_satellite(args: argparse.Namespace) -> int:
     try:
         config = _config(args.config)
@@ -97,15 +103,15 @@ def _settings(
     args: argparse.Namespace, config: TektraConfig
 ) -> tuple[SatelliteSettings, TektraConfig]:
     if not valid_id(args.id):
-        raise TektraError(f"--id {args.id!r}: use letters, digits, - and _ (at most 64)")
+        raise BadOption(f"--id {args.id!r}: use letters, digits, - and _ (at most 64)")
     node = args.node or config.daemon.node_id
     mqtt = config.mqtt
     if args.hub:
         if not args.hub.startswith(("mqtt://", "mqtts://")) or not urlsplit(args.hub).hostname:
-            raise TektraError(f"--hub {args.hub!r}: give the hub's broker as mqtt://host:port")
+            raise BadOption(f"--hub {args.hub!r}: give the hub's broker as mqtt://host:port")
         mqtt = mqtt.model_copy(update={"broker": args.hub})
     elif mqtt.broker == "none":
-        raise TektraError("no hub to reach: give --hub mqtt://host:port")
+        raise BadOption("no hub to reach: give --hub mqtt://host:port")
     audio = config.audio
     if args.wake:
         audio = audio.model_copy(
