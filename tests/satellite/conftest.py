@@ -80,7 +80,7 @@ class Room:
         # the room's air, its `auto` output the room's loudspeaker.
         return {**self.pulse.env, "PULSE_SINK": "speaker", "PULSE_SOURCE": "vsink.monitor"}
 
-    def start(self, broker: Mosquitto) -> None:
+    def start(self, hub_url: str) -> None:
         subprocess.run(
             ["pactl", "load-module", "module-null-sink", "sink_name=speaker"],
             env=self.pulse.env, check=True, capture_output=True, timeout=30,
@@ -94,7 +94,7 @@ class Room:
         config = self.workdir / "satellite.toml"
         config.write_text('[daemon]\nlog_level = "info"\n[audio.wake]\nfollow_up_s = 0.0\n')
         env = {**self.env(), "PYTHONPATH": str(ROOT), **self.extra_env}
-        args = [TEKTRA, "satellite", "--hub", broker.url, "--id", self.name.lower(),
+        args = [TEKTRA, "satellite", "--hub", hub_url, "--id", self.name.lower(),
                 "--room", self.name, "--node", NODE, "--config", str(config)]  # fmt: skip
         with self.log_path.open("ab") as log:
             self.satellite = subprocess.Popen(args, stdout=log, stderr=log, env=env)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.conftest import Daemon, Mosquitto, MqttRecorder, listening
+from tests.daemon.conftest import Daemon, Mosquitto, MqttRecorder, free_port, listening, mqtt_login
 from tests.pipelines.conftest import words
-from tests.satellite.conftest import NODE, Room, padded, start_hub, topic
+from tests.satellite.conftest import HUB_TTS, NODE, Room, padded, start_hub, topic
 from tests.satellite.test_rooms import QUESTION, heard_from, spoken_to_its_end, states
 
 pytestmark = pytest.mark.integration
@@ -39,7 +39,7 @@ async def test_a_satellite_is_a_home_assistant_device_of_its_room_with_a_microph
 ) -> None:
     hub = start_hub(make_daemon, mosquitto)
     kitchen = rooms("Kitchen")
-    kitchen.start(mosquitto)
+    kitchen.start(mosquitto.url)
     kitchen.wait_listening()
     config = f"homeassistant/device/{DEVICE}/config"
     watched = [config, topic("kitchen", "#")]
@@ -99,7 +99,7 @@ async def test_a_satellite_that_loses_the_broker_reconnects_and_is_answered_agai
 ) -> None:
     hub = start_hub(make_daemon, mosquitto)
     kitchen = rooms("Kitchen")
-    kitchen.start(mosquitto)
+    kitchen.start(mosquitto.url)
     kitchen.wait_listening()
     mosquitto.stop()
     mosquitto.start()  # the same port, a new process: every client must come back by itself
@@ -110,4 +110,24 @@ async def test_a_satellite_that_loses_the_broker_reconnects_and_is_answered_agai
         assert kitchen.say(padded(tmp_path, QUESTION)).wait(60) == 0
         await spoken_to_its_end(recorder, "kitchen")
         assert heard_from(kitchen) == "you said what time is it"
+    assert hub.stop() == 0
+
+
+async def test_a_satellite_on_the_hubs_machine_logs_in_to_its_embedded_broker_by_itself(
+    make_daemon: Callable[..., Daemon],
+    rooms: Callable[[str], Room],
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    hub = make_daemon(f'broker = "embedded"\nembedded_port = {port}', tts=HUB_TTS)
+    kitchen = rooms("Kitchen")
+    kitchen.extra_env = {"XDG_STATE_HOME": hub.env["XDG_STATE_HOME"]}  # the hub's machine
+    kitchen.start(f"mqtt://127.0.0.1:{port}")
+    kitchen.wait_listening()
+    broker = Mosquitto(tmp_path, port, login=mqtt_login(hub))  # a client of the embedded broker
+    async with listening(broker, [topic("kitchen", "state")]) as recorder:
+        assert kitchen.say(padded(tmp_path, QUESTION)).wait(60) == 0
+        await spoken_to_its_end(recorder, "kitchen")
+        assert heard_from(kitchen) == "you said what time is it"
+    assert "cannot use" not in hub.log
     assert hub.stop() == 0

@@ -50,7 +50,7 @@ async def start_house(
     hub = start_hub(make_daemon, mosquitto)
     kitchen, hall = rooms("Kitchen"), rooms("Hall")
     for room in (kitchen, hall):
-        room.start(mosquitto)
+        room.start(mosquitto.url)
     for room in (kitchen, hall):
         room.wait_listening()
     return hub, kitchen, hall

@@ -127,6 +127,8 @@ class SatelliteHub:
     # --- incoming ------------------------------------------------------------------------------
 
     def _on_message(self, topic: str, payload: bytes) -> None:
+        if not topic.startswith(f"{self.root}/"):
+            return  # the embedded broker sends every retained message to a new subscription
         parts = topic[len(self.root) + 1 :].split("/")
         satellite = parts[0]
         try:

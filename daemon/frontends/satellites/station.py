@@ -232,6 +232,8 @@ class Station:
                 if payload.strip() == b"online" and self.config.mqtt.discovery:
                     await self._publish_discovery(client)
                 continue
+            if not topic.startswith(f"{self.base}/"):
+                continue  # the embedded broker sends every retained message to a new subscription
             sub = topic[len(self.base) + 1 :]
             try:
                 await self._on_message(sub, payload, message.retain)
