@@ -28,6 +28,7 @@ from tests.daemon.conftest import (  # noqa: F401  (fixtures, used by name)
     make_daemon,
     mosquitto,
     plugin_site,
+    pulse,
     short_dir,
 )
 from tests.pipelines.conftest import Pulse, clip, silence

@@ -18,10 +18,12 @@ from daemon.frontends.satellites.wire import Heard
 from pipelines.audio import Resampler, float_to_pcm, pcm_to_float
 from pipelines.stt import load_transcriber
 from tests.daemon.conftest import Daemon, Mosquitto, MqttRecorder, listening
-from tests.pipelines.conftest import clip, silence, words
-from tests.satellite.conftest import start_hub, topic
+from tests.pipelines.conftest import Pulse, clip, silence, words
+from tests.satellite.conftest import NODE, start_hub, topic
 
 pytestmark = pytest.mark.integration
+
+SPEAKS_ALL = 'engine = "espeak"\nspeak = "all"'
 
 
 async def send_request(client: aiomqtt.Client, satellite: str, wake: str, name: str) -> None:
@@ -119,4 +121,24 @@ async def test_bad_satellite_messages_are_logged_in_words_and_the_hub_serves_on(
     ]:
         assert said in log
     assert "Traceback" not in log
+    assert hub.stop() == 0
+
+
+async def test_the_hubs_own_speaker_never_says_a_satellites_answer(
+    make_daemon: Callable[..., Daemon], mosquitto: Mosquitto, pulse: Pulse
+) -> None:
+    # A hub that reads every answer aloud (`speak = "all"`) on a loudspeaker of its own.
+    hub = make_daemon(f'broker = "{mosquitto.url}"', tts=SPEAKS_ALL, start=False)
+    hub.env.update(XDG_RUNTIME_DIR=pulse.env["XDG_RUNTIME_DIR"], HOME=pulse.env["HOME"])
+    hub.start()
+    spoken_here = f"tektra/{NODE}/response/spoken"
+    watched = [topic("+", "play/+"), f"tektra/{NODE}/response/spoken"]
+    async with listening(mosquitto, watched) as recorder, mosquitto.client() as satellite:
+        await send_request(satellite, "kitchen", "w5", "time")
+        await recorder.wait_until(lambda: answered(recorder, "kitchen"), 120)
+        # Asked over MQTT: the hub's speaker says it (and so would have said the satellite's).
+        ask = {"id": "typed", "text": "The lights are on."}
+        await satellite.publish(f"tektra/{NODE}/command/ask", json.dumps(ask), 1)
+        await recorder.wait_for(lambda m: m.topic == spoken_here, 60)
+    assert [m.json()["id"] for m in recorder.on(spoken_here)] == ["typed"]
     assert hub.stop() == 0

@@ -147,8 +147,7 @@ class Station:
         self._set_state("waiting")
 
     def _on_device(self, event: DeviceState) -> None:
-        level = logging.WARNING if event.state == "lost" else logging.INFO
-        log.log(level, "microphone %s: %s %s", event.name, event.state, event.detail)
+        return None  # the microphone logs its own states; a satellite has no bus to tell
 
     # --- the link ------------------------------------------------------------------------------
 
