@@ -51,3 +51,25 @@ def test_a_quieter_room_hears_the_same_wake_softer() -> None:
 def test_speech_without_the_wake_word_never_leaves_the_room() -> None:
     speech = np.concatenate([silence(0.5), clip("time"), silence(1.5), clip("radio"), silence(1.5)])
     assert hear(ears(follow_up_s=8.0), speech) == []
+
+
+def test_the_wake_word_said_alone_lets_the_next_utterance_through() -> None:
+    speech = np.concatenate(
+        [silence(0.5), clip("okay_nabu_joe"), silence(1.5), clip("time"), silence(1.5)]
+    )
+    heard = hear(ears(follow_up_s=8.0), speech)
+    assert [type(item) for item in heard] == [Heard, Request]
+    wake, request = heard
+    assert isinstance(wake, Heard) and isinstance(request, Request)
+    assert request.wake == wake.wake  # the request of that wake
+    text = load_transcriber(SttSettings()).transcribe(request.audio).text
+    assert words(text) == "what time is it"
+
+
+def test_right_after_an_answer_the_next_utterance_needs_no_wake_word() -> None:
+    listener = ears(follow_up_s=8.0)
+    listener.listen_without_wake("follow-1")
+    heard = hear(listener, np.concatenate([silence(0.5), clip("time"), silence(1.5)]))
+    assert [(type(item), item.wake) for item in heard] == [(Request, "follow-1")]
+    # Only that one: the window closes with it.
+    assert hear(listener, np.concatenate([clip("radio"), silence(1.5)])) == []
