@@ -8,6 +8,7 @@ Every process started here is stopped here, by its own handle; nothing else is t
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -44,6 +45,14 @@ def topic(satellite: str, sub: str) -> str:
 
 def start_hub(make: Callable[..., Daemon], broker: Mosquitto) -> Daemon:
     return make(f'broker = "{broker.url}"', tts=HUB_TTS)
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    """Poll `condition` (a log line: nothing to be woken by) until it holds."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.1)
 
 
 def padded(tmp: Path, name: str, seconds: float = 1.0) -> Path:

@@ -17,9 +17,9 @@ from daemon.core.config.schema import SttSettings
 from daemon.frontends.satellites.wire import Heard
 from pipelines.audio import Resampler, float_to_pcm, pcm_to_float
 from pipelines.stt import load_transcriber
-from tests.daemon.conftest import Daemon, Mosquitto, MqttRecorder, listening
+from tests.daemon.conftest import Daemon, Mosquitto, MqttRecorder, SocketClient, listening
 from tests.pipelines.conftest import Pulse, clip, silence, words
-from tests.satellite.conftest import NODE, start_hub, topic
+from tests.satellite.conftest import NODE, start_hub, topic, until
 
 pytestmark = pytest.mark.integration
 
@@ -67,6 +67,12 @@ async def test_a_request_is_answered_aloud_to_the_satellite_that_asked_only(
         assert words(answer["text"]) == "you said what time is it"
         assert spoken(recorder, "kitchen") == "you said what time is it"
         assert [m.topic for m in recorder.messages if "/hall/" in m.topic] == []
+        await satellite.publish(topic("kitchen", "status"), b"online", 1, retain=True)
+        await until(lambda: "satellite kitchen is online" in hub.log)
+    client = await SocketClient.connect(hub.socket)
+    status = (await client.call({"id": 1, "cmd": "status"}))["result"]["satellites"]
+    assert status == {"connected": True, "known": {"kitchen": "online"}, "answered": 1}
+    await client.close()
     # The last transcript stays for whoever looks later (Home Assistant's sensor).
     async with listening(mosquitto, [topic("kitchen", "transcript")]) as later:
         kept = await later.wait_for(lambda m: m.retain)

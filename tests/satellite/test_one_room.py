@@ -3,7 +3,6 @@ state, microphone switch and last transcript), and a satellite that loses the br
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,20 +10,12 @@ import pytest
 
 from tests.daemon.conftest import Daemon, Mosquitto, MqttRecorder, free_port, listening, mqtt_login
 from tests.pipelines.conftest import words
-from tests.satellite.conftest import HUB_TTS, NODE, Room, padded, start_hub, topic
+from tests.satellite.conftest import HUB_TTS, NODE, Room, padded, start_hub, topic, until
 from tests.satellite.test_rooms import QUESTION, heard_from, spoken_to_its_end, states
 
 pytestmark = pytest.mark.integration
 
 DEVICE = f"tektra_{NODE}_satellite_kitchen"
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
-    """Poll `condition` (a log line: nothing to be woken by) until it holds."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.1)
 
 
 def wakes(recorder: MqttRecorder) -> int:

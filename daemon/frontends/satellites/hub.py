@@ -97,6 +97,18 @@ class SatelliteHub:
         self._loading = asyncio.Lock()
         self._said_voiceless = False
         self.answered = 0
+        self.seen: dict[str, str] = {}
+        """Each satellite that said its `status`, with what it said (`online`, `offline`)."""
+
+    def status(self) -> dict[str, Any]:
+        """For `tektra status`: the satellites' broker link, who they are, answers given."""
+        return {
+            "satellites": {
+                "connected": self._client is not None,
+                "known": dict(sorted(self.seen.items())),
+                "answered": self.answered,
+            }
+        }
 
     async def run(self) -> None:
         mqtt = self.config.mqtt
@@ -135,7 +147,10 @@ class SatelliteHub:
             if not wire.valid_id(satellite):
                 raise wire.BadPayload("its id must be letters, digits, - and _ (at most 64)")
             if parts[1:] == ["status"]:
-                log.info("satellite %s is %s", satellite, payload.decode(errors="replace")[:20])
+                said = payload.decode(errors="replace")[:20]
+                if payload:  # an empty retained message only clears the topic
+                    self.seen[satellite] = said
+                log.info("satellite %s is %s", satellite, said)
             elif parts[1:] == ["wake"]:
                 self._on_wake(satellite, wire.Heard.parse(payload))
             elif len(parts) == 3 and parts[1] == "audio":
