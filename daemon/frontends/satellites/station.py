@@ -49,6 +49,8 @@ OUTBOX_SIZE = 256
 """Messages for the hub waiting for the broker; beyond that the oldest are dropped."""
 STALE_S = 10.0
 """A wake or request older than this when the broker comes back is not sent."""
+ANSWER_TIMEOUT_S = 120.0
+"""After a request, how long the satellite waits for the hub's answer before it stops waiting."""
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,8 @@ class Station:
         self.ears: Ears | None = None
         self.mic_on = True
         self.state: SatelliteState = "idle"
-        self._outbox: asyncio.Queue[tuple[float, str, bytes]] = asyncio.Queue(OUTBOX_SIZE)
-        self._client: aiomqtt.Client | None = None
+        self._outbox: asyncio.Queue[tuple[float, str, bytes, bool]] = asyncio.Queue(OUTBOX_SIZE)
+        self._waiting: asyncio.Task[None] | None = None
         self._finishing: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
@@ -104,8 +106,9 @@ class Station:
         try:
             await run_together(microphone.run(), self.player.run(), self._link())
         finally:
-            if self._finishing is not None:
-                self._finishing.cancel()
+            for task in (self._finishing, self._waiting):
+                if task is not None:
+                    task.cancel()
 
     def _make_ears(self) -> Ears:
         audio = self.config.audio
@@ -151,27 +154,28 @@ class Station:
 
     # --- the link ------------------------------------------------------------------------------
 
-    def _send(self, sub: str, payload: bytes) -> None:
+    def _send(self, sub: str, payload: bytes, *, retain: bool = False) -> None:
+        """Queue a message for the hub: one queue, so the state follows what it is about."""
         if self._outbox.full():
             self._outbox.get_nowait()
-        self._outbox.put_nowait((time.monotonic(), f"{self.base}/{sub}", payload))
+        self._outbox.put_nowait((time.monotonic(), f"{self.base}/{sub}", payload, retain))
 
     def _set_state(self, state: SatelliteState) -> None:
         if state != self.state:
             self.state = state
-            self._publish_soon("state", state.encode())
+            self._send("state", state.encode(), retain=True)
+        if self._waiting is not None:
+            self._waiting.cancel()
+            self._waiting = None
+        if state == "waiting":
+            self._waiting = asyncio.get_running_loop().create_task(self._hub_silent())
 
-    def _publish_soon(self, sub: str, payload: bytes) -> None:
-        """A retained fact (state, mic): sent now if connected, else with the next session's
-        snapshot."""
-        client = self._client
-        if client is not None:
-            task = asyncio.get_running_loop().create_task(self._retain(client, sub, payload))
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
-
-    async def _retain(self, client: aiomqtt.Client, sub: str, payload: bytes) -> None:
-        with contextlib.suppress(aiomqtt.MqttError):
-            await client.publish(f"{self.base}/{sub}", payload, qos=1, retain=True)
+    async def _hub_silent(self) -> None:
+        """The hub always ends an answer, even an empty one; after its silence, listen again."""
+        await asyncio.sleep(ANSWER_TIMEOUT_S)
+        log.warning("the hub did not answer within %.0f s; listening again", ANSWER_TIMEOUT_S)
+        self._waiting = None
+        self._set_state("idle" if self.mic_on else "muted")
 
     async def _link(self) -> None:
         will = aiomqtt.Will(f"{self.base}/status", b"offline", 1, True)
@@ -181,10 +185,7 @@ class Station:
         def make() -> aiomqtt.Client:
             return new_client(mqtt, client_id, login=self.login, will=will)
 
-        try:
-            await stay_connected(mqtt, make, self._session, who=f"satellite {self.settings.id}")
-        finally:
-            self._client = None
+        await stay_connected(mqtt, make, self._session, who=f"satellite {self.settings.id}")
 
     async def _session(self, client: aiomqtt.Client) -> None:
         mqtt = self.config.mqtt
@@ -198,7 +199,6 @@ class Station:
         mic = b"ON" if self.mic_on else b"OFF"
         await client.publish(f"{self.base}/mic", mic, qos=1, retain=True)
         await client.publish(f"{self.base}/status", b"online", qos=1, retain=True)
-        self._client = client
         try:
             await run_together(self._drain(client), self._receive(client))
         except asyncio.CancelledError:
@@ -206,8 +206,6 @@ class Station:
             with contextlib.suppress(aiomqtt.MqttError):
                 await client.publish(f"{self.base}/status", b"offline", 1, True, timeout=1)
             raise
-        finally:
-            self._client = None
 
     async def _publish_discovery(self, client: aiomqtt.Client) -> None:
         s, prefix = self.settings, self.config.mqtt.discovery_prefix
@@ -217,10 +215,10 @@ class Station:
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         while True:
-            queued_at, topic, payload = await self._outbox.get()
+            queued_at, topic, payload, retain = await self._outbox.get()
             if time.monotonic() - queued_at > STALE_S:
                 continue
-            await client.publish(topic, payload, qos=1)
+            await client.publish(topic, payload, qos=1, retain=retain)
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         ha_status = f"{self.config.mqtt.discovery_prefix}/status"
@@ -248,7 +246,7 @@ class Station:
                 raise wire.BadPayload("`mic/set` takes ON or OFF")
             self.mic_on = wanted == b"ON"
             log.info("microphone %s", "on" if self.mic_on else "off (muted)")
-            self._publish_soon("mic", wanted)
+            self._send("mic", wanted, retain=True)
             self._set_state("idle" if self.mic_on else "muted")
         elif sub == "cancel":
             try:
