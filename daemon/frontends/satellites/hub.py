@@ -44,7 +44,7 @@ from pipelines.stt import Transcriber, load_transcriber
 log = logging.getLogger("tektra.satellites")
 
 FRONT_END = "satellite"
-WAKE_WINDOW_S = 0.75
+WAKE_WINDOW_S = 1.0
 """Wakes arriving this close to the first one are the same spoken wake heard in other rooms."""
 MAX_REQUEST_S = 30.0
 """A request longer than this is refused (a satellite's segmenter cuts at 15 s by default)."""
