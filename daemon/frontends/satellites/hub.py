@@ -234,8 +234,12 @@ class SatelliteHub:
         base = f"{self.root}/{satellite}"
         try:
             text = await self._transcribe(pcm)
-        except TektraError as exc:
+        except TektraError as exc:  # no Whisper model (stt_unavailable)
             log.error("satellite %s: cannot transcribe: %s", satellite, exc.message)
+            await self._publish(f"{base}/play/{RATE}", b"")
+            return
+        except (RuntimeError, ValueError, OSError) as exc:
+            log.error("satellite %s: speech-to-text failed: %s", satellite, exc)
             await self._publish(f"{base}/play/{RATE}", b"")
             return
         log.info("satellite %s heard: %r", satellite, text)
@@ -271,7 +275,8 @@ class SatelliteHub:
             f"{base}/answer", json.dumps({"wake": wake, "transcript": text, "text": answer})
         )
         await self._publish(f"{base}/play/{rate}", b"")  # the end of the spoken answer
-        self.answered += 1
+        if outcome.result is not None:
+            self.answered += 1
 
     async def _transcribe(self, pcm: bytes) -> str:
         async with self._loading:
