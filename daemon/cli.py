@@ -50,6 +50,10 @@ class BadInput(TektraError):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "satellite":  # another room's process: a models.toml is optional
+        from daemon.frontends.satellites.start import start_satellite
+
+        return start_satellite(args)
     try:
         path: Path = args.config or default_config_path()
     except ConfigNotFound as exc:
@@ -178,6 +182,16 @@ def _parser() -> argparse.ArgumentParser:
     say = sub.add_parser("say", parents=[common], help="speak a text through the daemon")
     say.add_argument("text", help="what to say")
     say.add_argument("--to", type=Path, help="write a WAV file instead (no daemon needed)")
+    satellite = sub.add_parser(
+        "satellite", parents=[common], help="capture and speak for a hub, in another room"
+    )
+    satellite.add_argument("--hub", help="the hub's MQTT broker, mqtt[s]://host:port")
+    satellite.add_argument("--id", required=True, help="this satellite's id (kitchen)")
+    satellite.add_argument("--room", help="the room it serves, its Home Assistant area")
+    satellite.add_argument("--node", help="the hub's [daemon] node_id (default: tektra)")
+    satellite.add_argument("--input", default="auto", help="microphone (auto, name, index)")
+    satellite.add_argument("--output", default="auto", help="speaker (auto, name, index)")
+    satellite.add_argument("--wake", help="wake word model (default: [audio.wake] model)")
     service = sub.add_parser("service", parents=[common], help="install the service unit")
     service.add_argument("action", choices=["install"])
     service.add_argument("--user", action="store_true", help="a user unit/agent, not a system one")

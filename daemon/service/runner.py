@@ -32,6 +32,7 @@ from daemon.core.supervisor import Supervisor
 from daemon.frontends.mqtt.broker import EmbeddedBroker
 from daemon.frontends.mqtt.credentials import load_or_create
 from daemon.frontends.mqtt.link import MqttLink
+from daemon.frontends.satellites.hub import SatelliteHub
 from daemon.frontends.socket.server import SocketServer, socket_path
 from daemon.frontends.wyoming import build_server
 from daemon.home.home import Home
@@ -72,6 +73,7 @@ class Service:
         self.voice.hold = self.speaker.holding  # half duplex: never hear its own voice
         self.speaker.on_answer_spoken = self.bridge.note_answered
         self.link: MqttLink | None = None
+        self.satellites: SatelliteHub | None = None
         self.home = Home(lambda: self.assistant.config, self.bus)
         self.assistant.intents = self.home.answer
         self.commands = Commands(
@@ -132,6 +134,8 @@ class Service:
             if self.home.link is not None:
                 self.home.link.login = login
             self.supervisor.spawn("home", self.home.run)
+            self.satellites = SatelliteHub(self.config, self.commands, self.speaker, login=login)
+            self.supervisor.spawn("satellites", self.satellites.run)
         if self.config.metrics.port is not None:
             outbox = self.link.outbox if self.link is not None else None
             metrics = MetricsServer(self.config.metrics, self.bus, outbox)
@@ -270,6 +274,8 @@ class Service:
         if self.wyoming is not None:
             links["wyoming"] = self.wyoming.status()
         links["home"] = self.home.status()
+        if self.satellites is not None:
+            links.update(self.satellites.status())
         return links
 
 

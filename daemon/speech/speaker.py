@@ -180,6 +180,11 @@ class Speaker:
         log.info("say %s: %d sentences streamed to the caller", request_id, len(parts))
         return {"sentences": len(parts), "seconds": round(seconds, 2), "engine": self.engine.name}
 
+    def say_elsewhere(self, answer_id: RequestId) -> None:
+        """The answer `answer_id` is spoken somewhere else (a satellite's room): never here,
+        whatever `[tts] speak` says."""
+        self._silenced = [*self._silenced[-SPOKEN_IDS_KEPT:], answer_id]
+
     async def stop(self) -> dict[str, object]:
         """Silence now: what plays is cut, what waits is dropped, and the answers being read
         are not read further. Returns the ids that were cut off."""
