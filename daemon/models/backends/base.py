@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
@@ -62,6 +63,32 @@ class GenerationParams:
 
 
 @dataclass(frozen=True)
+class ToolSpec:
+    """An action a model may ask for: OpenAI's `function` shape, which llama.cpp, Ollama and
+    OpenAI-compatible servers all read."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    """A JSON schema of an object: what the call's arguments must be."""
+
+    def openai(self) -> dict[str, Any]:
+        """As `tools` lists it on the wire."""
+        function = {"name": self.name, "description": self.description}
+        return {"type": "function", "function": {**function, "parameters": self.parameters}}
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """An action the model asked for; nothing has been done yet."""
+
+    name: str
+    arguments: dict[str, Any] | str
+    """The arguments as the engine gave them: an object, or text that should hold one (an
+    engine without a grammar may send text that is not JSON: the caller says so)."""
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     messages: tuple[Message, ...]
     params: GenerationParams
@@ -69,6 +96,11 @@ class GenerationRequest:
     """Encoded images (JPEG/PNG) for the last user turn."""
     audio: bytes | None = None
     """The utterance as 16 kHz mono WAV, for models that take audio."""
+    tools: tuple[ToolSpec, ...] = ()
+    """Actions the model may call instead of answering (only for models that take tools)."""
+    tool_choice: str | None = None
+    """None lets the model choose; a tool's name makes it call that one (engines that take a
+    grammar then make the call valid)."""
 
 
 @dataclass
@@ -82,6 +114,17 @@ class GenerationStats:
     finish_reason: str = ""
     """`stop` (end of turn or a stop sequence), `length` (max_tokens), or `cancelled`."""
     timings_ms: dict[str, float] = field(default_factory=dict)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    """The actions the model asked for instead of (or besides) text; carried out by the caller."""
+
+
+def tool_arguments(text: str | None) -> dict[str, Any] | str:
+    """Arguments sent as JSON text (OpenAI's wire form): the object, else the text as it came."""
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        return text or ""
+    return value if isinstance(value, dict) else text or ""
 
 
 def openai_messages(request: GenerationRequest, with_audio: bool = False) -> list[Any]:
@@ -114,7 +157,8 @@ class Backend(Protocol):
 
     name: ClassVar[str]
     capabilities: ClassVar[frozenset[str]]
-    """Inputs the engine can take at all; a model still declares its own in models.toml."""
+    """Inputs the engine can take at all, and `tools` where it passes tools to models; a model
+    still declares its own in models.toml."""
     settings_model: ClassVar[type[BaseModel] | None]
     """Pydantic model of `[backends.<name>]`; None accepts just `enabled`."""
 

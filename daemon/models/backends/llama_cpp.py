@@ -3,7 +3,8 @@
 Loading and generation run on worker threads (`daemon.models.backends.threaded`), so the loop never
 waits on the engine. Each model has one lock held by the thread that uses it (llama.cpp contexts are
 not thread-safe), taken on the worker thread rather than the loop. A model with an `mmproj` goes
-through llama.cpp's multimodal chat handler (mtmd), which embeds images given as data URIs.
+through llama.cpp's multimodal chat handler (mtmd), which embeds images given as data URIs. A turn
+with tools goes through llama-cpp-python's `chatml-function-calling` format (see `_tool_turn`).
 
 Consecutive prompts that share a prefix (the system prompt, the earlier turns) reuse the KV cache
 of that prefix: llama-cpp-python compares the new prompt with the tokens it evaluated last and
@@ -17,7 +18,7 @@ import importlib.util
 import logging
 import os
 import threading
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -31,7 +32,9 @@ from daemon.models.backends.base import (
     GenerationStats,
     ModelSpec,
     ParamNames,
+    ToolCall,
     openai_messages,
+    tool_arguments,
 )
 from daemon.models.backends.threaded import Emit, stream_from_thread
 from daemon.models.gguf_header import estimate_mb
@@ -59,7 +62,7 @@ class _Loaded:
 
 class LlamaCppBackend(EngineBackend):
     name: ClassVar[str] = "llama_cpp"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"text", "image"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"text", "image", "tools"})
     settings_model: ClassVar[type[LlamaCppSettings]] = LlamaCppSettings
     param_names: ClassVar[ParamNames] = {
         "max_tokens": "max_tokens",
@@ -230,9 +233,11 @@ def _generate(
         # check between chunks below comes only once the first token is out).
         abort = llama_cpp.ggml_abort_callback(lambda _: cancel.is_set())
         llama_cpp.llama_set_abort_callback(llm.ctx, abort, None)
-        if loaded.multimodal:
+        if request.tools and not request.images:
+            stream: Any = _tool_turn(llm, request, engine_params, stats)
+        elif loaded.multimodal:
             # The multimodal chat handler writes the prompt itself and embeds the images.
-            stream: Any = llm.create_chat_completion(
+            stream = llm.create_chat_completion(
                 messages=openai_messages(request), stop=list(params.stop) or None, **sampling
             )
         else:
@@ -275,6 +280,35 @@ def _generate(
         if loaded.multimodal:
             stats.prompt_tokens = llm.n_tokens - perf.n_eval
         stats.timings_ms.update(prompt_eval=perf.t_p_eval_ms, generation=perf.t_eval_ms)
+
+
+def _tool_turn(
+    llm: Llama, request: GenerationRequest, engine_params: dict[str, Any], stats: GenerationStats
+) -> Iterator[dict[str, Any]]:
+    """One turn of a model given tools, through llama-cpp-python's `chatml-function-calling`
+    format (a ChatML prompt that lists the tools; a grammar keeps each call's arguments to its
+    schema), as one chunk shaped like a streamed one. Its calls go to `stats.tool_calls`."""
+    from llama_cpp.llama_chat_format import chatml_function_calling
+
+    choice: Any = "auto"
+    if request.tool_choice is not None:
+        choice = {"type": "function", "function": {"name": request.tool_choice}}
+    done: Any = chatml_function_calling(
+        llama=llm,
+        messages=openai_messages(request),
+        tools=[t.openai() for t in request.tools],
+        tool_choice=choice,
+        stop=list(request.params.stop),
+        **engine_params,
+    )
+    first = done["choices"][0]
+    message = first["message"]
+    for call in message.get("tool_calls") or []:
+        function = call["function"]
+        stats.tool_calls.append(ToolCall(function["name"], tool_arguments(function["arguments"])))
+    stats.prompt_tokens = done["usage"]["prompt_tokens"]
+    content = message.get("content") or ""
+    yield {"choices": [{"delta": {"content": content}, "finish_reason": first["finish_reason"]}]}
 
 
 def _formatter(llm: Llama, family: str) -> Formatter:

@@ -9,6 +9,7 @@ has streamed ends the answer with a GenerationError, never a silently truncated 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
@@ -44,6 +45,26 @@ from daemon.models.manager.memory import MemoryLedger
 from daemon.models.manager.query import Answer, BackendStatus, ModelInfo, Query
 from daemon.models.manager.routing import Router, StreamTiming
 from daemon.models.manager.selection import backend_order, choose_model, describe_needs
+
+log = logging.getLogger("tektra.models")
+
+NO_TOOLS_NOTE = (
+    "You cannot act on anything: you cannot switch or set devices, set timers, or read the "
+    "clock or any sensor, so you do not know the time, the date or the state of anything in the "
+    "home. Never say that you did such a thing or know such a fact; say that you cannot."
+)
+"""Told to a model without tools (Tektra never says it did something it did not)."""
+NO_TOOLS_INTENTS = (
+    " Requests Tektra understands as home commands are carried out by Tektra itself and never "
+    "reach you."
+)
+"""Added while the intents are on: they, not the model, act on the home."""
+TOOLS_NOTE = (
+    "To act on the home, set or check timers, or tell the time, the date or a device's state, "
+    "call a tool: only its result says what happened. Never say you did such a thing without "
+    "calling a tool."
+)
+"""Told to a model given tools."""
 
 LOOK_QUESTION = "What do you see?"
 """What `look` asks of the camera frame when the caller asks nothing."""
@@ -429,12 +450,18 @@ class UnifiedModelManager:
                 request, counted = self._request(query, model, preset, backend, images)
                 answer.model_id, answer.backend, answer.stats = model.id, name, GenerationStats()
                 streamed = False
+                # With tools, the model's text waits for the end of its turn: said before a
+                # call, it could claim what the call then fails to do.
+                held: list[str] | None = [] if request.tools else None
                 timing = StreamTiming(time.monotonic())
                 try:
                     async with aclosing(
                         backend.generate(model.id, request, answer.stats)
                     ) as chunks:
                         async for chunk in chunks:
+                            if held is not None:
+                                held.append(chunk)
+                                continue
                             streamed = True
                             timing.chunk(time.monotonic())
                             answer.text += chunk
@@ -445,6 +472,13 @@ class UnifiedModelManager:
                     if streamed:
                         raise GenerationError(name, f"the answer broke off: {exc.reason}") from exc
                     continue
+                if held is not None:
+                    said = await self._after_tools(query, answer, "".join(held))
+                    if said:
+                        streamed = True
+                        timing.chunk(time.monotonic())
+                        answer.text = said
+                        yield said
             finally:
                 resident.busy -= 1
                 resident.last_used = self._clock()
@@ -493,8 +527,15 @@ class UnifiedModelManager:
         exact = backend.count_tokens(model.id, query.text)
         tokenizer = f"{type(backend).name}:{model.id}" if exact is not None else "rough"
         question = exact if exact is not None else rough_tokens(query.text)
+        offered = (
+            query.tools is not None
+            and "tools" in model.capabilities
+            and "tools" in type(backend).capabilities
+        )
+        tools = query.tools.specs() if offered and query.tools is not None else ()
+        system = self._system(bool(tools))
         # 16: the template's own tokens
-        fixed = self._count(tokenizer, self.system_prompt, count) + question + 16
+        fixed = self._count(tokenizer, system, count) + question + 16
         if fixed >= model.context_length:
             raise InputTooLong(
                 f"the question and system prompt take about {fixed} tokens, more than model "
@@ -505,14 +546,38 @@ class UnifiedModelManager:
         conversation = (
             self._sessions.get(query.session) if query.session is not None else Conversation()
         )
-        messages = conversation.messages(self.system_prompt, query.text, budget, count, tokenizer)
+        messages = conversation.messages(system, query.text, budget, count, tokenizer)
         request = GenerationRequest(
             messages,
             GenerationParams.from_preset(preset, tuple(model.stop)),
             images=images,
             audio=query.audio if "audio" in model.capabilities else None,
+            tools=tools,
         )
         return request, {tokenizer: question}
+
+    def _system(self, with_tools: bool) -> str:
+        """The system prompt, with the truth about what the model can do in the home."""
+        if with_tools:
+            note = TOOLS_NOTE
+        else:
+            note = NO_TOOLS_NOTE + (NO_TOOLS_INTENTS if self.config.intents.enabled else "")
+        return f"{self.system_prompt}\n\n{note}" if self.system_prompt else note
+
+    async def _after_tools(self, query: Query, answer: Answer, text: str) -> str:
+        """What an answer given tools says: the tools' own results when the model called any
+        (never the model's words about them), else its text."""
+        calls = answer.stats.tool_calls
+        if not calls or query.tools is None:
+            return text
+        if text.strip():
+            log.info(
+                "%s: the model's words beside its tool calls are not said: %r",
+                answer.model_id,
+                text,
+            )
+        results = [await query.tools.call(call) for call in calls]
+        return " ".join(r for r in results if r)
 
     def _count(self, tokenizer: str, text: str, count: Callable[[str], int]) -> int:
         """Tokens of a text that comes back with every query (the system prompt), counted once."""
