@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from daemon.models.manager.manager import NO_TOOLS_INTENTS, NO_TOOLS_NOTE, TOOLS_NOTE
+from daemon.models.manager.tools import NO_TOOLS_INTENTS, NO_TOOLS_NOTE, TOOLS_NOTE
 from tests.conftest import SMOLLM2_SOURCE
 from tests.daemon.conftest import Daemon, Mosquitto, listening
 from tests.daemon.devices import running, z2m_light
@@ -228,3 +228,13 @@ def test_llama_cpp_prompt_of_a_model_without_tools_says_what_it_cannot_do(
     # Intents are off in this daemon: the note says only what the model cannot do.
     assert NO_TOOLS_NOTE in prompts[-1]
     assert "carried out by Tektra itself" not in prompts[-1]
+
+
+async def test_a_model_with_tools_that_answers_in_words_says_its_words(
+    home: Callable[..., tuple[Daemon, Server]],
+) -> None:
+    daemon, ollama = home(None)  # the stand-in answers with SmolLM2's text, tools or not
+    reply = await ask(daemon, "tell me a joke about lamps")
+    (asked,) = [r for r in chat_requests(ollama) if r.get("tools")]
+    assert asked["messages"][-1]["content"] == "tell me a joke about lamps"
+    assert reply["result"]["text"].strip() and reply["result"]["model"] == "helper"

@@ -141,10 +141,11 @@ class OpenAICompatibleBackend(EngineBackend):
                 if choice.delta.content:
                     yield choice.delta.content
                 # A call streams in pieces: its name first, its JSON arguments in fragments.
+                # Some servers (llama-cpp-python's) repeat the name in every piece: keep one.
                 for part in choice.delta.tool_calls or []:
                     call = calls.setdefault(part.index, ["", ""])
                     if part.function is not None:
-                        call[0] += part.function.name or ""
+                        call[0] = call[0] or part.function.name or ""
                         call[1] += part.function.arguments or ""
                 if choice.finish_reason:
                     stats.finish_reason = choice.finish_reason

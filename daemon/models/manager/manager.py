@@ -9,7 +9,6 @@ has streamed ends the answer with a GenerationError, never a silently truncated 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
@@ -45,26 +44,7 @@ from daemon.models.manager.memory import MemoryLedger
 from daemon.models.manager.query import Answer, BackendStatus, ModelInfo, Query
 from daemon.models.manager.routing import Router, StreamTiming
 from daemon.models.manager.selection import backend_order, choose_model, describe_needs
-
-log = logging.getLogger("tektra.models")
-
-NO_TOOLS_NOTE = (
-    "You cannot act on anything: you cannot switch or set devices, set timers, or read the "
-    "clock or any sensor, so you do not know the time, the date or the state of anything in the "
-    "home. Never say that you did such a thing or know such a fact; say that you cannot."
-)
-"""Told to a model without tools (Tektra never says it did something it did not)."""
-NO_TOOLS_INTENTS = (
-    " Requests Tektra understands as home commands are carried out by Tektra itself and never "
-    "reach you."
-)
-"""Added while the intents are on: they, not the model, act on the home."""
-TOOLS_NOTE = (
-    "To act on the home, set or check timers, or tell the time, the date or a device's state, "
-    "call a tool: only its result says what happened. Never say you did such a thing without "
-    "calling a tool."
-)
-"""Told to a model given tools."""
+from daemon.models.manager.tools import after_tools, system_prompt
 
 LOOK_QUESTION = "What do you see?"
 """What `look` asks of the camera frame when the caller asks nothing."""
@@ -473,7 +453,7 @@ class UnifiedModelManager:
                         raise GenerationError(name, f"the answer broke off: {exc.reason}") from exc
                     continue
                 if held is not None:
-                    said = await self._after_tools(query, answer, "".join(held))
+                    said = await after_tools(query, answer, "".join(held))
                     if said:
                         streamed = True
                         timing.chunk(time.monotonic())
@@ -533,7 +513,7 @@ class UnifiedModelManager:
             and "tools" in type(backend).capabilities
         )
         tools = query.tools.specs() if offered and query.tools is not None else ()
-        system = self._system(bool(tools))
+        system = system_prompt(self.system_prompt, bool(tools), self.config.intents.enabled)
         # 16: the template's own tokens
         fixed = self._count(tokenizer, system, count) + question + 16
         if fixed >= model.context_length:
@@ -555,29 +535,6 @@ class UnifiedModelManager:
             tools=tools,
         )
         return request, {tokenizer: question}
-
-    def _system(self, with_tools: bool) -> str:
-        """The system prompt, with the truth about what the model can do in the home."""
-        if with_tools:
-            note = TOOLS_NOTE
-        else:
-            note = NO_TOOLS_NOTE + (NO_TOOLS_INTENTS if self.config.intents.enabled else "")
-        return f"{self.system_prompt}\n\n{note}" if self.system_prompt else note
-
-    async def _after_tools(self, query: Query, answer: Answer, text: str) -> str:
-        """What an answer given tools says: the tools' own results when the model called any
-        (never the model's words about them), else its text."""
-        calls = answer.stats.tool_calls
-        if not calls or query.tools is None:
-            return text
-        if text.strip():
-            log.info(
-                "%s: the model's words beside its tool calls are not said: %r",
-                answer.model_id,
-                text,
-            )
-        results = [await query.tools.call(call) for call in calls]
-        return " ".join(r for r in results if r)
 
     def _count(self, tokenizer: str, text: str, count: Callable[[str], int]) -> int:
         """Tokens of a text that comes back with every query (the system prompt), counted once."""
