@@ -227,7 +227,7 @@ def test_llama_cpp_prompt_of_a_model_without_tools_says_what_it_cannot_do(
     assert prompts, daemon.log
     # Intents are off in this daemon: the note says only what the model cannot do.
     assert NO_TOOLS_NOTE in prompts[-1]
-    assert "carried out by Tektra itself" not in prompts[-1]
+    assert NO_TOOLS_INTENTS not in prompts[-1]
 
 
 async def test_a_model_with_tools_that_answers_in_words_says_its_words(

@@ -13,20 +13,15 @@ from daemon.models.manager.query import Answer, Query
 log = logging.getLogger("tektra.models")
 
 NO_TOOLS_NOTE = (
-    "You cannot act on anything: you cannot switch or set devices, set timers, or read the "
-    "clock or any sensor, so you do not know the time, the date or the state of anything in the "
-    "home. Never say that you did such a thing or know such a fact; say that you cannot."
+    "You cannot act on devices, set timers or read clocks and sensors: never say you did, and "
+    "never state the time, the date or a device's state."
 )
-"""Told to a model without tools."""
-NO_TOOLS_INTENTS = (
-    " Requests Tektra understands as home commands are carried out by Tektra itself and never "
-    "reach you."
-)
+"""Told to a model without tools; short, as it comes with every prompt (small models read few)."""
+NO_TOOLS_INTENTS = " Tektra carries out home commands itself."
 """Added while the intents are on: they, not the model, act on the home."""
 TOOLS_NOTE = (
-    "To act on the home, set or check timers, or tell the time, the date or a device's state, "
-    "call a tool: only its result says what happened. Never say you did such a thing without "
-    "calling a tool."
+    "To act on the home, set timers or tell the time, the date or a device's state, call a "
+    "tool: only its result says what happened. Never claim an action you did not call."
 )
 """Told to a model given tools."""
 
