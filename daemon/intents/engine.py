@@ -7,6 +7,7 @@ automations people already have."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -120,18 +121,9 @@ class IntentEngine:
     def tools(self, request_id: RequestId, text: str) -> HomeTools:
         """The intents as tools for a model that takes them, for request `request_id`."""
 
-        def report(intent: str, arguments: dict[str, Any], outcome: Outcome) -> None:
-            self.bus.publish(
-                IntentHandled(
-                    id=request_id,
-                    text=text,
-                    intent=intent,
-                    slots=_plain(arguments),
-                    entities=list(outcome.entities),
-                    result=outcome.result(),
-                    source="model",
-                )
-            )
+        def report(found: Match, outcome: Outcome) -> None:
+            event = _event(request_id, text, found, outcome)
+            self.bus.publish(dataclasses.replace(event, source="model"))
 
         return HomeTools(self.registry, self.handlers, report)
 

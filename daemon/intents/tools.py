@@ -158,12 +158,12 @@ class HomeTools:
         self,
         registry: EntityRegistry,
         handlers: Handlers,
-        report: Callable[[str, dict[str, Any], Outcome], None],
+        report: Callable[[Match, Outcome], None],
     ) -> None:
         self._registry = registry
         self._handlers = handlers
         self._report = report
-        """Publishes the `intent` event of a call (its intent, arguments and outcome)."""
+        """Publishes the `intent` event of a call: the call read as a match, and its outcome."""
 
     def specs(self) -> tuple[ToolSpec, ...]:
         known = _known(self._registry.entities())
@@ -183,11 +183,14 @@ class HomeTools:
         problem = _problem(arguments, spec.parameters)
         if problem is not None or not isinstance(arguments, dict):
             outcome = Outcome(False, "bad_call", f"I couldn't do that: {problem}.")
-            self._report(call.name, arguments if isinstance(arguments, dict) else {}, outcome)
+            self._report(
+                Match(call.name, arguments if isinstance(arguments, dict) else {}), outcome
+            )
             return outcome.speech
-        outcome = await self._handlers.handle(self._match(call.name, arguments))
+        found = self._match(call.name, arguments)
+        outcome = await self._handlers.handle(found)
         log.info("tool %s (%s): %s", call.name, outcome.code, outcome.speech)
-        self._report(call.name, arguments, outcome)
+        self._report(found, outcome)
         return outcome.speech
 
     def _match(self, intent: str, arguments: dict[str, Any]) -> Match:

@@ -103,7 +103,7 @@ async def test_a_model_s_tool_call_switches_the_light_and_the_reply_is_the_tool_
         "id": "q",
         "text": COSY,
         "intent": "HassTurnOn",
-        "slots": {"name": "kitchen light"},
+        "slots": {"name": KITCHEN},  # as for a matched sentence: the entity's id
         "entities": [KITCHEN],
         "result": {
             "success": True,
