@@ -180,7 +180,7 @@ class HomeTools:
             log.warning("a model called %r, which is no tool it was given", call.name)
             return f"I couldn't do that: I have no action called {call.name}."
         arguments = call.arguments
-        problem = _problem(arguments, spec.parameters)
+        problem = argument_problem(arguments, spec.parameters)
         if problem is not None or not isinstance(arguments, dict):
             outcome = Outcome(False, "bad_call", f"I couldn't do that: {problem}.")
             self._report(
@@ -227,7 +227,7 @@ def _object(properties: dict[str, Schema]) -> Schema:
     return {"type": "object", "properties": properties, "additionalProperties": False}
 
 
-def _problem(arguments: dict[str, Any] | str, schema: Schema) -> str | None:
+def argument_problem(arguments: dict[str, Any] | str, schema: Schema) -> str | None:
     """Why the arguments do not fit the tool's parameters (the flat kinds these tools use).
 
     Names, areas and colours nobody knows are left to the handlers, whose replies say so
