@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
+import importlib.util
 import json
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 
 from daemon.core.config.schema import Preset, TemplateSource
+from daemon.core.devices import DeviceUnavailable, choose
+from daemon.core.errors import BackendError, BackendLoadError
 from daemon.models.media import data_uri
 from daemon.models.templates import Message
 
@@ -261,3 +265,55 @@ class EngineBackend:
         """Where the model runs (`cpu`, `cuda`, `metal`), loaded or not; None where a server
         decides. Raises BackendLoadError when the device it asks for is not here."""
         return None
+
+
+Resident = TypeVar("Resident")
+"""What an in-process backend keeps of one loaded model."""
+
+
+class InProcessBackend(EngineBackend, Generic[Resident]):
+    """An engine run in this process (llama.cpp, mistral.rs): its loaded models by id, each
+    freed on a worker thread; healthy while its library is installed.
+
+    Subclasses set `library` and implement `release`."""
+
+    library: ClassVar[str]
+    """Import name of the engine's library, looked for without importing it (importing an
+    engine loads native code: only a load should pay for that)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._models: dict[str, Resident] = {}
+
+    def release(self, loaded: Resident) -> None:
+        """Free one model; runs on a worker thread and may wait for its generation to end."""
+        raise NotImplementedError
+
+    def loaded(self, model_id: str) -> Resident:
+        """The model, or the BackendError that says it is not loaded."""
+        found = self._models.get(model_id)
+        if found is None:
+            raise BackendError(self.name, f"model '{model_id}' is not loaded")
+        return found
+
+    def loaded_ids(self) -> list[str]:
+        return list(self._models)
+
+    async def unload(self, model_id: str) -> None:
+        loaded = self._models.pop(model_id, None)
+        if loaded is not None:
+            await asyncio.to_thread(self.release, loaded)
+
+    async def close(self) -> None:
+        for model_id in list(self._models):
+            await self.unload(model_id)
+
+    async def probe(self) -> bool:
+        return importlib.util.find_spec(self.library) is not None
+
+    def choose_device(self, wanted: str, gpu: str | None, engine: str) -> str:
+        """`daemon.core.devices.choose`, its refusal as this backend's load error."""
+        try:
+            return choose(wanted, gpu, engine)
+        except DeviceUnavailable as exc:
+            raise BackendLoadError(self.name, str(exc)) from exc

@@ -14,7 +14,6 @@ only evaluates the rest, which `GenerationStats.prompt_eval_tokens` reports.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import os
 import threading
@@ -23,13 +22,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from daemon.core.config.schema import LlamaCppSettings
-from daemon.core.devices import DeviceUnavailable, attempts, choose, llama_cpp_gpu
+from daemon.core.devices import attempts, llama_cpp_gpu
 from daemon.core.errors import BackendError, BackendLoadError
 from daemon.core.user_templates import source_of
 from daemon.models.backends.base import (
-    EngineBackend,
     GenerationRequest,
     GenerationStats,
+    InProcessBackend,
     ModelSpec,
     ParamNames,
     ToolCall,
@@ -60,8 +59,9 @@ class _Loaded:
     """Where it runs: `cpu`, `cuda` or `metal`."""
 
 
-class LlamaCppBackend(EngineBackend):
+class LlamaCppBackend(InProcessBackend[_Loaded]):
     name: ClassVar[str] = "llama_cpp"
+    library: ClassVar[str] = "llama_cpp"
     capabilities: ClassVar[frozenset[str]] = frozenset({"text", "image", "tools"})
     settings_model: ClassVar[type[LlamaCppSettings]] = LlamaCppSettings
     param_names: ClassVar[ParamNames] = {
@@ -77,7 +77,6 @@ class LlamaCppBackend(EngineBackend):
     def __init__(self, settings: LlamaCppSettings) -> None:
         super().__init__()
         self._settings = settings
-        self._models: dict[str, _Loaded] = {}
         self._load_locks: dict[str, asyncio.Lock] = {}
 
     async def load(self, spec: ModelSpec) -> None:
@@ -154,22 +153,13 @@ class LlamaCppBackend(EngineBackend):
         loaded = self._models.get(spec.id)
         if loaded is not None:
             return loaded.device
-        try:
-            return choose(spec.device or self._settings.device, llama_cpp_gpu(), "llama.cpp")
-        except DeviceUnavailable as exc:
-            raise BackendLoadError(self.name, str(exc)) from exc
+        return self.choose_device(
+            spec.device or self._settings.device, llama_cpp_gpu(), "llama.cpp"
+        )
 
-    async def unload(self, model_id: str) -> None:
-        loaded = self._models.pop(model_id, None)
-        if loaded is not None:
-            await asyncio.to_thread(_close, loaded)
-
-    async def close(self) -> None:
-        for model_id in list(self._models):
-            await self.unload(model_id)
-
-    async def probe(self) -> bool:
-        return importlib.util.find_spec("llama_cpp") is not None
+    def release(self, loaded: _Loaded) -> None:
+        with loaded.lock:
+            loaded.llm.close()
 
     def estimate_memory_mb(self, spec: ModelSpec) -> int:
         # Compute buffers and the runtime come on top of weights and KV cache (measured ~60 MB).
@@ -184,15 +174,10 @@ class LlamaCppBackend(EngineBackend):
         tokens: list[int] = llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
         return tokens
 
-    def loaded_ids(self) -> list[str]:
-        return list(self._models)
-
     async def generate(
         self, model_id: str, request: GenerationRequest, stats: GenerationStats
     ) -> AsyncGenerator[str, None]:
-        loaded = self._models.get(model_id)
-        if loaded is None:
-            raise BackendError(self.name, f"model '{model_id}' is not loaded")
+        loaded = self.loaded(model_id)
         if request.images and not loaded.multimodal:
             raise BackendError(self.name, f"model '{model_id}' has no mmproj to read images with")
 
@@ -203,11 +188,6 @@ class LlamaCppBackend(EngineBackend):
 
         async for chunk in stream_from_thread(self.name, f"llama_cpp:{model_id}", work):
             yield chunk
-
-
-def _close(loaded: _Loaded) -> None:
-    with loaded.lock:
-        loaded.llm.close()
 
 
 def _generate(
