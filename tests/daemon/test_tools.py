@@ -195,6 +195,19 @@ async def test_the_time_asked_in_free_words_comes_from_the_clock_through_the_too
     assert reply["result"]["text"] in {f"It's {t:%H:%M}." for t in (before, after)}
 
 
+async def test_a_timer_a_model_starts_is_kept_and_announced_by_tektra(
+    home: Callable[..., tuple[Daemon, Server]], mosquitto: Mosquitto
+) -> None:
+    daemon, _ = home({"name": "HassStartTimer", "arguments": {"seconds": 2, "name": "tea"}})
+    async with listening(mosquitto, [f"{BASE}/response"]) as mqtt:
+        reply = await ask(daemon, "remind me when the tea has steeped")
+        done = await mqtt.wait_for(
+            lambda m: m.topic == f"{BASE}/response" and m.json()["id"].startswith("timer-")
+        )
+    assert reply["result"]["text"] == "Timer set for 2 seconds."
+    assert done.json()["text"] == "Your tea timer is done."
+
+
 async def test_a_model_without_tools_is_told_what_it_cannot_do_and_gets_no_tools(
     home: Callable[..., tuple[Daemon, Server]],
 ) -> None:
