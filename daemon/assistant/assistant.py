@@ -37,6 +37,7 @@ from daemon.intents.engine import ANSWERED_BY
 from daemon.models.backends.registry import BackendRegistry
 from daemon.models.manager.conversation import Sessions
 from daemon.models.manager.manager import Query, UnifiedModelManager
+from daemon.models.manager.query import Toolbox
 
 log = logging.getLogger("tektra.assistant")
 
@@ -106,6 +107,9 @@ class Assistant:
         self.intents: Callable[[RequestId, str], Awaitable[str | None]] | None = None
         """Asked first with a request's text: its reply (the request was carried out, e.g. a
         light switched) or None (the model answers). Set by the service (`daemon.intents`)."""
+        self.tools: Callable[[RequestId, str], Toolbox | None] | None = None
+        """The actions a model that takes tools may call for a request the intents left to it
+        (`daemon.intents.tools`); set by the service."""
         self._lock = asyncio.Lock()  # one answer (or reload) at a time
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -232,6 +236,8 @@ class Assistant:
             if said is not None:
                 running.streaming = True  # it answered: the state settles after it
                 return self._intent_done(request_id, said, on_chunk, started)
+        if self.tools is not None and query.tools is None:
+            query = dataclasses.replace(query, tools=self.tools(request_id, query.text))
         # Only now: `cancel` stops what `thinking` shows, the model's answer.
         self.set_state("thinking")
         first: float | None = None

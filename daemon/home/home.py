@@ -15,6 +15,7 @@ from daemon.home.discovery import discovery_topic
 from daemon.home.link import BrokerAway, HomeLink
 from daemon.home.registry import EntityRegistry
 from daemon.intents.engine import IntentEngine
+from daemon.intents.tools import HomeTools
 
 
 class Home:
@@ -40,6 +41,12 @@ class Home:
         """The assistant's first try (`Assistant.intents`)."""
         self._follow_config()
         return None if self.intents is None else await self.intents.answer(request_id, text)
+
+    def tools(self, request_id: RequestId, text: str) -> HomeTools | None:
+        """The home's actions as tools for a model that takes them (`Assistant.tools`); None
+        while the intents are off."""
+        self._follow_config()
+        return None if self.intents is None else self.intents.tools(request_id, text)
 
     async def publish(self, command: DeviceCommand, timeout_s: float) -> None:
         if self.link is None:

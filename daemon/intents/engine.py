@@ -7,6 +7,7 @@ automations people already have."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -21,6 +22,7 @@ from daemon.home.registry import EntityRegistry
 from daemon.intents.handlers import Handlers, Outcome, Publisher
 from daemon.intents.matcher import Match, load_intents, match, slot_lists
 from daemon.intents.timers import Timer, Timers
+from daemon.intents.tools import HomeTools
 
 log = logging.getLogger("tektra.intents")
 
@@ -48,6 +50,9 @@ class IntentHandled(Event):
     """Ids of the entities acted on or asked about (timers' ids for timer intents)."""
     result: dict[str, Any]
     """`success`, `code`, `speech` (the reply) and the device commands `published`."""
+    source: str = "sentence"
+    """`sentence` (the request matched a sentence template) or `model` (a model called the
+    intent as a tool)."""
 
 
 def intent_language(config: TektraConfig) -> str:
@@ -112,6 +117,15 @@ class IntentEngine:
         if self._intents is not None:
             lists = slot_lists([])
             await asyncio.to_thread(match, "what time is it", self._intents, lists, self.language)
+
+    def tools(self, request_id: RequestId, text: str) -> HomeTools:
+        """The intents as tools for a model that takes them, for request `request_id`."""
+
+        def report(found: Match, outcome: Outcome) -> None:
+            event = _event(request_id, text, found, outcome)
+            self.bus.publish(dataclasses.replace(event, source="model"))
+
+        return HomeTools(self.registry, self.handlers, report)
 
     def close(self) -> None:
         self.timers.cancel_all()

@@ -76,6 +76,7 @@ class Service:
         self.satellites: SatelliteHub | None = None
         self.home = Home(lambda: self.assistant.config, self.bus)
         self.assistant.intents = self.home.answer
+        self.assistant.tools = self.home.tools
         self.commands = Commands(
             self.assistant,
             voice=self.voice,

@@ -256,6 +256,7 @@ async def test_an_unknown_device_gets_an_honest_reply_and_nothing_is_published(
             "speech": "I don't know a device called kitchen heater.",
             "published": [],
         },
+        "source": "sentence",
     }
 
 

@@ -8,6 +8,7 @@ from typing import get_args
 
 from daemon.core.states import STATE_NAMES
 from daemon.frontends.mqtt.discovery import discovery_payload
+from daemon.models.manager.tools import NO_TOOLS_NOTE
 from pipelines.events import StateName as PipelineStateName
 from tests.daemon.conftest import Daemon, SocketClient
 
@@ -67,9 +68,10 @@ async def test_a_reload_keeps_runtime_choices_or_says_which_it_dropped(
     ]
     assert reply["result"]["dropped"] == []
     assert (await status(client))["model"] == "parrot"
-    # The recorder counts words: the kept system prompt is 3 of them, and one more for "hi".
+    # The recorder counts words: the kept system prompt is 3 of them, then what a model without
+    # tools is told it cannot do, and one more for "hi".
     answer = await client.call({"id": 5, "cmd": "ask", "text": "hi"})
-    assert answer["result"]["prompt_tokens"] == 4
+    assert answer["result"]["prompt_tokens"] == 3 + len(NO_TOOLS_NOTE.split()) + 1
 
     text = daemon.config.read_text()
     daemon.config.write_text(

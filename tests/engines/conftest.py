@@ -119,7 +119,8 @@ def ollama(tmp_path: Path, smollm2_path: Path) -> Iterator[Server]:
 
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory: pytest.TempPathFactory, smollm2_path: Path) -> Iterator[Server]:
-    """llama-cpp-python's real OpenAI-compatible server: SmolLM2 and the tiny VLM, key required."""
+    """llama-cpp-python's real OpenAI-compatible server: SmolLM2 (also as `smollm2-tools`, which
+    takes tools) and the tiny VLM, key required."""
     tmp = tmp_path_factory.mktemp("llama-server")
     port = free_port()
     config = {
@@ -132,6 +133,14 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory, smollm2_path: Path) -
                 "model_alias": "smollm2",
                 "n_ctx": 2048,
                 "n_threads": 1,
+                "verbose": False,
+            },
+            {  # the same weights through llama-cpp-python's function-calling chat format
+                "model": str(smollm2_path),
+                "model_alias": "smollm2-tools",
+                "n_ctx": 2048,
+                "n_threads": 1,
+                "chat_format": "chatml-function-calling",
                 "verbose": False,
             },
             {

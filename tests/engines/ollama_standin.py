@@ -5,12 +5,17 @@ the Ollama backend is tested against this process instead. It implements the par
 documented HTTP API the backend uses — /api/version, /api/tags, /api/show, /api/pull (streamed),
 /api/generate (load/unload), /api/chat (streamed NDJSON, with base64 `images`), and its
 OpenAI-compatible /v1/models and /v1/chat/completions (with `usage` when asked) — and answers with
-real text from SmolLM2 through llama-cpp. Malformed requests are rejected as Ollama rejects them
-(400 with an `error`), unknown models with 404. Every request body is appended to a JSON-lines log
-so tests can see what reached the server.
+real text from SmolLM2 through llama-cpp. Tools: `/api/chat` takes `tools` as Ollama documents
+them (400 for a malformed one); SmolLM2-135M cannot pick a tool reliably, so with
+`--tool-call '{"name": ..., "arguments": {...}}'` the stand-in answers every request that offers
+tools with that call, in Ollama's `message.tool_calls` shape, as Ollama passes on whatever call
+the model wrote (a request without tools gets SmolLM2's text, as always). Malformed requests are
+rejected as Ollama rejects them (400 with an `error`), unknown models with 404. Every request body
+is appended to a JSON-lines log so tests can see what reached the server.
 
     python -m tests.engines.ollama_standin --port P --gguf FILE --log FILE \\
         [--tag smollm2:135m] [--pullable other:tag] [--vision-tag tag] [--fail-after N]
+        [--tool-call JSON]
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ class StandIn:
         self.pullable = set(args.pullable)
         self.vision = set(args.vision_tag)
         self.fail_after = args.fail_after
+        self.tool_call: dict[str, Any] | None = (
+            json.loads(args.tool_call) if args.tool_call else None
+        )
         self.log = Path(args.log)
 
     def record(self, path: str, body: object) -> None:
@@ -145,6 +153,15 @@ class StandIn:
                 except (binascii.Error, TypeError):
                     return error(400, "illegal base64 data in images")
         options = data.get("options") or {}
+        tools = data.get("tools") or []
+        names = []
+        for tool in tools if isinstance(tools, list) else [None]:
+            function = tool.get("function") if isinstance(tool, dict) else None
+            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+                return error(400, "invalid tool: a tool needs a function with a name")
+            names.append(function["name"])
+        if self.tool_call is not None and names:
+            return StreamingResponse(self.call(str(tag)), media_type="application/x-ndjson")
         turns = [{"role": m["role"], "content": m.get("content", "")} for m in messages]
         return StreamingResponse(
             self.answer(str(tag), turns, options), media_type="application/x-ndjson"
@@ -188,6 +205,25 @@ class StandIn:
                 "done_reason": "stop",
                 "prompt_eval_count": 10,
                 "eval_count": count,
+            }
+        )
+
+    def call(self, tag: str) -> Iterator[bytes]:
+        """The scripted tool call, as Ollama streams one: a message with `tool_calls`, then
+        the closing chunk."""
+        assert self.tool_call is not None
+        function = {"name": self.tool_call["name"], "arguments": self.tool_call["arguments"]}
+        message = {"role": "assistant", "content": "", "tool_calls": [{"function": function}]}
+        yield line({"model": tag, "created_at": now(), "message": message, "done": False})
+        yield line(
+            {
+                "model": tag,
+                "created_at": now(),
+                "message": {"role": "assistant", "content": ""},
+                "done": True,
+                "done_reason": "stop",
+                "prompt_eval_count": 10,
+                "eval_count": 1,
             }
         )
 
@@ -265,6 +301,7 @@ def main() -> None:
     parser.add_argument("--pullable", action="append", default=[])
     parser.add_argument("--vision-tag", action="append", default=[])
     parser.add_argument("--fail-after", type=int, default=None)
+    parser.add_argument("--tool-call", default=None)
     args = parser.parse_args()
     server = StandIn(args)
     app = Starlette(

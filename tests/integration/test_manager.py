@@ -22,6 +22,7 @@ from daemon.core.errors import (
 )
 from daemon.models.backends.registry import BackendRegistry, discover
 from daemon.models.manager.manager import Query, UnifiedModelManager
+from daemon.models.manager.tools import system_prompt
 from daemon.models.media import MediaError
 from tests.conftest import SMOLLM2_SOURCE, decoded_size, png
 from tests.plugin_backend import RecordingBackend
@@ -38,6 +39,11 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def told(prompt: str) -> str:
+    """The system prompt as a model without tools gets it: with what it cannot do."""
+    return system_prompt(prompt, with_tools=False, intents=True)
 
 
 def recorder(manager: UnifiedModelManager, name: str = "recorder") -> RecordingBackend:
@@ -203,13 +209,13 @@ async def test_each_session_keeps_its_own_history(
     await manager.process_input("hi", session="office")
     kitchen, office = recorder(manager).generations()[1:]
     assert [(m.role, m.content) for m in kitchen.messages] == [
-        ("system", "Be brief."),
+        ("system", told("Be brief.")),
         ("user", "hello"),
         ("assistant", "You said: hello"),
         ("user", "lights on"),
     ]
     assert [(m.role, m.content) for m in office.messages] == [
-        ("system", "Be brief."),
+        ("system", told("Be brief.")),
         ("user", "hi"),
     ]
 
@@ -244,7 +250,7 @@ async def test_presets_and_system_prompt_reach_the_backend(
     manager.set_system_prompt("Answer like a pirate.")
     await manager.process_input("hi", preset="fast")
     request = recorder(manager).generations()[-1]
-    assert request.messages[0].content == "Answer like a pirate."
+    assert request.messages[0].content == told("Answer like a pirate.")
     assert (request.params.max_tokens, request.params.temperature) == (128, 0.5)
     assert request.params.stop == ("###",)
     with pytest.raises(TektraError, match=r"no preset 'turbo'"):

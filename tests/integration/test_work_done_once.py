@@ -12,6 +12,7 @@ from daemon.core.config.schema import TektraConfig
 from daemon.models import gguf_header
 from daemon.models.backends.registry import BackendRegistry
 from daemon.models.manager.manager import UnifiedModelManager
+from daemon.models.manager.tools import system_prompt
 from tests.engines.conftest import VLM
 from tests.plugin_backend import RecordingBackend
 
@@ -57,4 +58,5 @@ async def test_a_new_question_counts_its_own_tokens_not_the_whole_history_again(
     # ...but every text was counted once: the system prompt, each question, each answer that
     # went into a later prompt.
     answers = [f"You said: {q}" for q in questions[:-1]]
-    assert sorted(backend.counted) == sorted(["Be brief.", *questions, *answers])
+    told = system_prompt("Be brief.", with_tools=False, intents=True)  # with what it cannot do
+    assert sorted(backend.counted) == sorted([told, *questions, *answers])

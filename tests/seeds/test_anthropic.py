@@ -25,6 +25,7 @@ from daemon.models.backends.base import (
 )
 from daemon.models.backends.registry import BackendRegistry
 from daemon.models.manager.manager import Query, UnifiedModelManager
+from daemon.models.manager.tools import system_prompt
 from daemon.models.templates import Message
 from tests.conftest import png
 from tests.engines.conftest import Server
@@ -108,7 +109,7 @@ async def test_a_question_with_an_image_streams_through_the_messages_api(
     image["source"]["data"] = "…"
     assert body == {
         "model": ANTHROPIC_MODEL,
-        "system": SYSTEM,
+        "system": system_prompt(SYSTEM, with_tools=False, intents=True),  # with what it cannot do
         "messages": [
             {
                 "role": "user",

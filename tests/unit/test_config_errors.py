@@ -46,8 +46,12 @@ EXPECTED: dict[str, list[str]] = {
         "models[0].source: give exactly one of path, package, hf, ollama, served (got path, ollama)"
     ],
     "unknown_capability": [
-        "models[0].capabilities[1]: must be one of 'text', 'image', 'audio' or 'video' "
+        "models[0].capabilities[1]: must be one of 'text', 'image', 'audio', 'video' or 'tools' "
         "(got 'smell')"
+    ],
+    "tools_on_a_backend_without_tools": [
+        "models[0].backend_preferences[1]: backend 'mistral_rs' cannot give a model tools; a "
+        "model with the tools capability runs on llama_cpp, ollama, openai"
     ],
     "model_id_missing": ["models[0].id: required key is missing"],
     "no_models": ["models: at least one [[models]] entry is required"],

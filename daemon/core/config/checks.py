@@ -22,6 +22,7 @@ from daemon.core.config.routing import check_routing
 from daemon.core.config.schema import (
     BUILTIN_BACKENDS,
     FAMILY_TEMPLATES,
+    TOOL_BACKENDS,
     AudioSettings,
     BackendsSettings,
     DaemonSettings,
@@ -155,7 +156,22 @@ def _models(
                     )
         if reported.ok(f"models[{i}].source"):
             issues += _source_problem(f"models[{i}].source", model.source)
+        if "tools" in model.capabilities and reported.ok(f"models[{i}].backend_preferences"):
+            issues += _tools_backends(i, model)
     return issues
+
+
+def _tools_backends(i: int, model: ModelEntry) -> list[ConfigIssue]:
+    """A model that takes tools must be preferred on backends that pass them."""
+    return [
+        ConfigIssue(
+            f"models[{i}].backend_preferences[{j}]",
+            f"backend '{name}' cannot give a model tools; a model with the tools capability "
+            f"runs on {', '.join(TOOL_BACKENDS)}",
+        )
+        for j, name in enumerate(model.backend_preferences)
+        if name in BUILTIN_BACKENDS and name not in TOOL_BACKENDS
+    ]
 
 
 def _templates(

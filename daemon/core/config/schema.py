@@ -12,13 +12,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Capability = Literal["text", "image", "audio", "video"]
+Capability = Literal["text", "image", "audio", "video", "tools"]
+"""Inputs a model takes, and `tools`: it can call the home's actions (see TOOL_BACKENDS)."""
 Device = Literal["auto", "cpu", "cuda", "metal"]
 """Where an in-process engine runs a model (see `daemon.core.devices`)."""
 FAMILY_TEMPLATES = ("auto", "gemma", "llama3", "mistral", "chatml", "qwen", "phi")
 DEFAULT_ORDER = ("llama_cpp", "mistral_rs", "ollama", "openai")
 # anthropic is not in the default order: only a model that names it sends conversations there.
 BUILTIN_BACKENDS = (*DEFAULT_ORDER, "anthropic")
+TOOL_BACKENDS = ("llama_cpp", "ollama", "openai")
+"""The built-in backends that pass tools to a model."""
 
 
 class Section(BaseModel):

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
+import importlib.util
+import json
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 
 from daemon.core.config.schema import Preset, TemplateSource
+from daemon.core.devices import DeviceUnavailable, choose
+from daemon.core.errors import BackendError, BackendLoadError
 from daemon.models.media import data_uri
 from daemon.models.templates import Message
 
@@ -62,6 +67,32 @@ class GenerationParams:
 
 
 @dataclass(frozen=True)
+class ToolSpec:
+    """An action a model may ask for: OpenAI's `function` shape, which llama.cpp, Ollama and
+    OpenAI-compatible servers all read."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    """A JSON schema of an object: what the call's arguments must be."""
+
+    def openai(self) -> dict[str, Any]:
+        """As `tools` lists it on the wire."""
+        function = {"name": self.name, "description": self.description}
+        return {"type": "function", "function": {**function, "parameters": self.parameters}}
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """An action the model asked for; nothing has been done yet."""
+
+    name: str
+    arguments: dict[str, Any] | str
+    """The arguments as the engine gave them: an object, or text that should hold one (an
+    engine without a grammar may send text that is not JSON: the caller says so)."""
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     messages: tuple[Message, ...]
     params: GenerationParams
@@ -69,6 +100,11 @@ class GenerationRequest:
     """Encoded images (JPEG/PNG) for the last user turn."""
     audio: bytes | None = None
     """The utterance as 16 kHz mono WAV, for models that take audio."""
+    tools: tuple[ToolSpec, ...] = ()
+    """Actions the model may call instead of answering (only for models that take tools)."""
+    tool_choice: str | None = None
+    """None lets the model choose; a tool's name makes it call that one (engines that take a
+    grammar then make the call valid)."""
 
 
 @dataclass
@@ -82,6 +118,17 @@ class GenerationStats:
     finish_reason: str = ""
     """`stop` (end of turn or a stop sequence), `length` (max_tokens), or `cancelled`."""
     timings_ms: dict[str, float] = field(default_factory=dict)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    """The actions the model asked for instead of (or besides) text; carried out by the caller."""
+
+
+def tool_arguments(text: str | None) -> dict[str, Any] | str:
+    """Arguments sent as JSON text (OpenAI's wire form): the object, else the text as it came."""
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        return text or ""
+    return value if isinstance(value, dict) else text or ""
 
 
 def openai_messages(request: GenerationRequest, with_audio: bool = False) -> list[Any]:
@@ -114,7 +161,8 @@ class Backend(Protocol):
 
     name: ClassVar[str]
     capabilities: ClassVar[frozenset[str]]
-    """Inputs the engine can take at all; a model still declares its own in models.toml."""
+    """Inputs the engine can take at all, and `tools` where it passes tools to models; a model
+    still declares its own in models.toml."""
     settings_model: ClassVar[type[BaseModel] | None]
     """Pydantic model of `[backends.<name>]`; None accepts just `enabled`."""
 
@@ -217,3 +265,55 @@ class EngineBackend:
         """Where the model runs (`cpu`, `cuda`, `metal`), loaded or not; None where a server
         decides. Raises BackendLoadError when the device it asks for is not here."""
         return None
+
+
+Resident = TypeVar("Resident")
+"""What an in-process backend keeps of one loaded model."""
+
+
+class InProcessBackend(EngineBackend, Generic[Resident]):
+    """An engine run in this process (llama.cpp, mistral.rs): its loaded models by id, each
+    freed on a worker thread; healthy while its library is installed.
+
+    Subclasses set `library` and implement `release`."""
+
+    library: ClassVar[str]
+    """Import name of the engine's library, looked for without importing it (importing an
+    engine loads native code: only a load should pay for that)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._models: dict[str, Resident] = {}
+
+    def release(self, loaded: Resident) -> None:
+        """Free one model; runs on a worker thread and may wait for its generation to end."""
+        raise NotImplementedError
+
+    def loaded(self, model_id: str) -> Resident:
+        """The model, or the BackendError that says it is not loaded."""
+        found = self._models.get(model_id)
+        if found is None:
+            raise BackendError(self.name, f"model '{model_id}' is not loaded")
+        return found
+
+    def loaded_ids(self) -> list[str]:
+        return list(self._models)
+
+    async def unload(self, model_id: str) -> None:
+        loaded = self._models.pop(model_id, None)
+        if loaded is not None:
+            await asyncio.to_thread(self.release, loaded)
+
+    async def close(self) -> None:
+        for model_id in list(self._models):
+            await self.unload(model_id)
+
+    async def probe(self) -> bool:
+        return importlib.util.find_spec(self.library) is not None
+
+    def choose_device(self, wanted: str, gpu: str | None, engine: str) -> str:
+        """`daemon.core.devices.choose`, its refusal as this backend's load error."""
+        try:
+            return choose(wanted, gpu, engine)
+        except DeviceUnavailable as exc:
+            raise BackendLoadError(self.name, str(exc)) from exc

@@ -3,7 +3,8 @@
 Loading and generation run on worker threads (`daemon.models.backends.threaded`), so the loop never
 waits on the engine. Each model has one lock held by the thread that uses it (llama.cpp contexts are
 not thread-safe), taken on the worker thread rather than the loop. A model with an `mmproj` goes
-through llama.cpp's multimodal chat handler (mtmd), which embeds images given as data URIs.
+through llama.cpp's multimodal chat handler (mtmd), which embeds images given as data URIs. A turn
+with tools goes through llama-cpp-python's `chatml-function-calling` format (see `_tool_turn`).
 
 Consecutive prompts that share a prefix (the system prompt, the earlier turns) reuse the KV cache
 of that prefix: llama-cpp-python compares the new prompt with the tokens it evaluated last and
@@ -13,25 +14,26 @@ only evaluates the rest, which `GenerationStats.prompt_eval_tokens` reports.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import os
 import threading
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from daemon.core.config.schema import LlamaCppSettings
-from daemon.core.devices import DeviceUnavailable, attempts, choose, llama_cpp_gpu
+from daemon.core.devices import attempts, llama_cpp_gpu
 from daemon.core.errors import BackendError, BackendLoadError
 from daemon.core.user_templates import source_of
 from daemon.models.backends.base import (
-    EngineBackend,
     GenerationRequest,
     GenerationStats,
+    InProcessBackend,
     ModelSpec,
     ParamNames,
+    ToolCall,
     openai_messages,
+    tool_arguments,
 )
 from daemon.models.backends.threaded import Emit, stream_from_thread
 from daemon.models.gguf_header import estimate_mb
@@ -57,9 +59,10 @@ class _Loaded:
     """Where it runs: `cpu`, `cuda` or `metal`."""
 
 
-class LlamaCppBackend(EngineBackend):
+class LlamaCppBackend(InProcessBackend[_Loaded]):
     name: ClassVar[str] = "llama_cpp"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"text", "image"})
+    library: ClassVar[str] = "llama_cpp"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"text", "image", "tools"})
     settings_model: ClassVar[type[LlamaCppSettings]] = LlamaCppSettings
     param_names: ClassVar[ParamNames] = {
         "max_tokens": "max_tokens",
@@ -74,7 +77,6 @@ class LlamaCppBackend(EngineBackend):
     def __init__(self, settings: LlamaCppSettings) -> None:
         super().__init__()
         self._settings = settings
-        self._models: dict[str, _Loaded] = {}
         self._load_locks: dict[str, asyncio.Lock] = {}
 
     async def load(self, spec: ModelSpec) -> None:
@@ -151,22 +153,13 @@ class LlamaCppBackend(EngineBackend):
         loaded = self._models.get(spec.id)
         if loaded is not None:
             return loaded.device
-        try:
-            return choose(spec.device or self._settings.device, llama_cpp_gpu(), "llama.cpp")
-        except DeviceUnavailable as exc:
-            raise BackendLoadError(self.name, str(exc)) from exc
+        return self.choose_device(
+            spec.device or self._settings.device, llama_cpp_gpu(), "llama.cpp"
+        )
 
-    async def unload(self, model_id: str) -> None:
-        loaded = self._models.pop(model_id, None)
-        if loaded is not None:
-            await asyncio.to_thread(_close, loaded)
-
-    async def close(self) -> None:
-        for model_id in list(self._models):
-            await self.unload(model_id)
-
-    async def probe(self) -> bool:
-        return importlib.util.find_spec("llama_cpp") is not None
+    def release(self, loaded: _Loaded) -> None:
+        with loaded.lock:
+            loaded.llm.close()
 
     def estimate_memory_mb(self, spec: ModelSpec) -> int:
         # Compute buffers and the runtime come on top of weights and KV cache (measured ~60 MB).
@@ -181,15 +174,10 @@ class LlamaCppBackend(EngineBackend):
         tokens: list[int] = llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
         return tokens
 
-    def loaded_ids(self) -> list[str]:
-        return list(self._models)
-
     async def generate(
         self, model_id: str, request: GenerationRequest, stats: GenerationStats
     ) -> AsyncGenerator[str, None]:
-        loaded = self._models.get(model_id)
-        if loaded is None:
-            raise BackendError(self.name, f"model '{model_id}' is not loaded")
+        loaded = self.loaded(model_id)
         if request.images and not loaded.multimodal:
             raise BackendError(self.name, f"model '{model_id}' has no mmproj to read images with")
 
@@ -200,11 +188,6 @@ class LlamaCppBackend(EngineBackend):
 
         async for chunk in stream_from_thread(self.name, f"llama_cpp:{model_id}", work):
             yield chunk
-
-
-def _close(loaded: _Loaded) -> None:
-    with loaded.lock:
-        loaded.llm.close()
 
 
 def _generate(
@@ -230,9 +213,11 @@ def _generate(
         # check between chunks below comes only once the first token is out).
         abort = llama_cpp.ggml_abort_callback(lambda _: cancel.is_set())
         llama_cpp.llama_set_abort_callback(llm.ctx, abort, None)
-        if loaded.multimodal:
+        if request.tools and not request.images:
+            stream: Any = _tool_turn(llm, request, engine_params, stats)
+        elif loaded.multimodal:
             # The multimodal chat handler writes the prompt itself and embeds the images.
-            stream: Any = llm.create_chat_completion(
+            stream = llm.create_chat_completion(
                 messages=openai_messages(request), stop=list(params.stop) or None, **sampling
             )
         else:
@@ -275,6 +260,35 @@ def _generate(
         if loaded.multimodal:
             stats.prompt_tokens = llm.n_tokens - perf.n_eval
         stats.timings_ms.update(prompt_eval=perf.t_p_eval_ms, generation=perf.t_eval_ms)
+
+
+def _tool_turn(
+    llm: Llama, request: GenerationRequest, engine_params: dict[str, Any], stats: GenerationStats
+) -> Iterator[dict[str, Any]]:
+    """One turn of a model given tools, through llama-cpp-python's `chatml-function-calling`
+    format (a ChatML prompt that lists the tools; a grammar keeps each call's arguments to its
+    schema), as one chunk shaped like a streamed one. Its calls go to `stats.tool_calls`."""
+    from llama_cpp.llama_chat_format import chatml_function_calling
+
+    choice: Any = "auto"
+    if request.tool_choice is not None:
+        choice = {"type": "function", "function": {"name": request.tool_choice}}
+    done: Any = chatml_function_calling(
+        llama=llm,
+        messages=openai_messages(request),
+        tools=[t.openai() for t in request.tools],
+        tool_choice=choice,
+        stop=list(request.params.stop),
+        **engine_params,
+    )
+    first = done["choices"][0]
+    message = first["message"]
+    for call in message.get("tool_calls") or []:
+        function = call["function"]
+        stats.tool_calls.append(ToolCall(function["name"], tool_arguments(function["arguments"])))
+    stats.prompt_tokens = done["usage"]["prompt_tokens"]
+    content = message.get("content") or ""
+    yield {"choices": [{"delta": {"content": content}, "finish_reason": first["finish_reason"]}]}
 
 
 def _formatter(llm: Llama, family: str) -> Formatter:

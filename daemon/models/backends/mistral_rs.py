@@ -11,7 +11,6 @@ fights every other thread and answers slow to a crawl, so the cap is set before 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import tempfile
 import threading
@@ -21,13 +20,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from daemon.core.config.schema import MistralRsSettings
-from daemon.core.devices import DeviceUnavailable, choose, mistral_rs_build
+from daemon.core.devices import mistral_rs_build
 from daemon.core.errors import BackendError, BackendLoadError
 from daemon.core.user_templates import source_of
 from daemon.models.backends.base import (
-    EngineBackend,
     GenerationRequest,
     GenerationStats,
+    InProcessBackend,
     ModelSpec,
     ParamNames,
     openai_messages,
@@ -49,8 +48,9 @@ class _Loaded:
     """Where it runs: `cpu`, `cuda` or `metal` (the build's)."""
 
 
-class MistralRsBackend(EngineBackend):
+class MistralRsBackend(InProcessBackend[_Loaded]):
     name: ClassVar[str] = "mistral_rs"
+    library: ClassVar[str] = "mistralrs"
     capabilities: ClassVar[frozenset[str]] = frozenset({"text", "image"})
     settings_model: ClassVar[type[MistralRsSettings]] = MistralRsSettings
     param_names: ClassVar[ParamNames] = {
@@ -71,7 +71,6 @@ class MistralRsBackend(EngineBackend):
     def __init__(self, settings: MistralRsSettings) -> None:
         super().__init__()
         self._settings = settings
-        self._models: dict[str, _Loaded] = {}
         self._load_lock = asyncio.Lock()
 
     def threads(self) -> int:
@@ -142,23 +141,12 @@ class MistralRsBackend(EngineBackend):
                 f'device = "cpu", but the installed mistral.rs build ({dist}) runs on {gpu}; '
                 "install the CPU build (mistralrs) or choose the llama_cpp backend",
             )
-        try:
-            return choose(wanted, gpu, f"mistral.rs ({dist})")
-        except DeviceUnavailable as exc:
-            raise BackendLoadError(self.name, str(exc)) from exc
+        return self.choose_device(wanted, gpu, f"mistral.rs ({dist})")
 
-    async def unload(self, model_id: str) -> None:
-        loaded = self._models.pop(model_id, None)
-        if loaded is not None:
-            # Dropping the runner frees the model once no generation holds it.
-            await asyncio.to_thread(_release, loaded)
-
-    async def close(self) -> None:
-        for model_id in list(self._models):
-            await self.unload(model_id)
-
-    async def probe(self) -> bool:
-        return importlib.util.find_spec("mistralrs") is not None
+    def release(self, loaded: _Loaded) -> None:
+        # Dropping the runner frees the model once no generation holds it.
+        with loaded.lock:
+            loaded.runner = None
 
     def estimate_memory_mb(self, spec: ModelSpec) -> int:
         return estimate_mb(spec.path, spec.context_length, runtime_mb=96)
@@ -166,9 +154,7 @@ class MistralRsBackend(EngineBackend):
     async def generate(
         self, model_id: str, request: GenerationRequest, stats: GenerationStats
     ) -> AsyncGenerator[str, None]:
-        loaded = self._models.get(model_id)
-        if loaded is None:
-            raise BackendError(self.name, f"model '{model_id}' is not loaded")
+        loaded = self.loaded(model_id)
 
         sampling = self.engine_params(request.params)
 
@@ -177,11 +163,6 @@ class MistralRsBackend(EngineBackend):
 
         async for chunk in stream_from_thread(self.name, f"mistral_rs:{model_id}", work):
             yield chunk
-
-
-def _release(loaded: _Loaded) -> None:
-    with loaded.lock:
-        loaded.runner = None
 
 
 def _generate(

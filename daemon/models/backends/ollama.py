@@ -2,7 +2,8 @@
 
 The server owns the weights; a model's tag is its `ollama` source (or its id). Loading asks the
 server about the tag (pulling it first when `auto_pull` is set) and warms it with `keep_alive`;
-answers stream as NDJSON chat chunks with images as base64 in `messages[].images`. Every server
+answers stream as NDJSON chat chunks with images as base64 in `messages[].images`; tools go in
+the chat's `tools` and come back as `message.tool_calls`. Every server
 error (missing model, out of memory, connection refused) becomes a BackendError, so the manager
 falls back to the next backend.
 """
@@ -24,6 +25,7 @@ from daemon.models.backends.base import (
     ModelSpec,
     ParamNames,
     Progress,
+    ToolCall,
 )
 
 if TYPE_CHECKING:
@@ -37,7 +39,7 @@ OLLAMA_CAPABILITY = {"image": "vision", "audio": "audio"}
 
 class OllamaBackend(EngineBackend):
     name: ClassVar[str] = "ollama"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"text", "image"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"text", "image", "tools"})
     settings_model: ClassVar[type[OllamaSettings]] = OllamaSettings
     param_names: ClassVar[ParamNames] = {  # the `options` of Ollama's chat API
         "max_tokens": "num_predict",
@@ -160,6 +162,8 @@ class OllamaBackend(EngineBackend):
             stream = await self._api().chat(
                 model=tag,
                 messages=messages,
+                # Ollama has no way to force a call: `tool_choice` is for engines that do.
+                tools=[t.openai() for t in request.tools] or None,
                 stream=True,
                 options=options,
                 keep_alive=self._settings.keep_alive,
@@ -167,6 +171,9 @@ class OllamaBackend(EngineBackend):
             async for part in stream:
                 if part.message.content:
                     yield part.message.content
+                for call in part.message.tool_calls or []:
+                    arguments = dict(call.function.arguments or {})
+                    stats.tool_calls.append(ToolCall(call.function.name, arguments))
                 if part.done:
                     stats.finish_reason = part.done_reason or "stop"
                     stats.prompt_tokens = part.prompt_eval_count or 0

@@ -3,8 +3,8 @@
 This is how inference moves to a bigger box: the daemon streams chat completions (server-sent
 events) from `[backends.openai].base_url` with the official `openai` client. Images travel as
 `image_url` data URIs in the last user turn, the utterance of an audio-capable model as an
-`input_audio` WAV part. The API key comes from the environment variable named
-in `api_key_env` and is never logged.
+`input_audio` WAV part; tools go as `tools` and come back as streamed `tool_calls`. The API key
+comes from the environment variable named in `api_key_env` and is never logged.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from daemon.core.config.schema import OpenAISettings
 from daemon.core.errors import BackendError, BackendLoadError
@@ -22,7 +22,9 @@ from daemon.models.backends.base import (
     GenerationStats,
     ModelSpec,
     ParamNames,
+    ToolCall,
     openai_messages,
+    tool_arguments,
 )
 
 if TYPE_CHECKING:
@@ -33,7 +35,7 @@ log = logging.getLogger(__name__)
 
 class OpenAICompatibleBackend(EngineBackend):
     name: ClassVar[str] = "openai"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"text", "image", "audio"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"text", "image", "audio", "tools"})
     settings_model: ClassVar[type[OpenAISettings]] = OpenAISettings
     param_names: ClassVar[ParamNames] = {
         "max_tokens": "max_tokens",
@@ -124,10 +126,12 @@ class OpenAICompatibleBackend(EngineBackend):
                 stream_options={"include_usage": True},
                 stop=list(request.params.stop) or None,
                 extra_body=self.engine_params(request.params),
+                **_tools(request),
             )
         except openai.APIError as exc:
             raise BackendError(self.name, _reason(exc, self._settings.base_url)) from exc
         usage = None
+        calls: dict[int, list[str]] = {}  # index -> [name, arguments so far]
         try:
             async for chunk in stream:
                 usage = chunk.usage or usage
@@ -136,12 +140,23 @@ class OpenAICompatibleBackend(EngineBackend):
                 choice = chunk.choices[0]
                 if choice.delta.content:
                     yield choice.delta.content
+                # A call streams in pieces: its name first, its JSON arguments in fragments.
+                # Some servers (llama-cpp-python's) repeat the name in every piece: keep one.
+                for part in choice.delta.tool_calls or []:
+                    call = calls.setdefault(part.index, ["", ""])
+                    if part.function is not None:
+                        call[0] = call[0] or part.function.name or ""
+                        call[1] += part.function.arguments or ""
                 if choice.finish_reason:
                     stats.finish_reason = choice.finish_reason
         except openai.APIError as exc:
             raise BackendError(self.name, _reason(exc, self._settings.base_url)) from exc
         finally:
             await stream.close()  # a client that went away closes the HTTP stream too
+        stats.tool_calls += [
+            ToolCall(name, tool_arguments(arguments))
+            for _, (name, arguments) in sorted(calls.items())
+        ]
         if usage is not None:
             stats.prompt_tokens = usage.prompt_tokens
             stats.completion_tokens = usage.completion_tokens
@@ -151,6 +166,16 @@ class OpenAICompatibleBackend(EngineBackend):
                 "%s sends no token usage: answers from it report 0 prompt and completion tokens",
                 self._settings.base_url,
             )
+
+
+def _tools(request: GenerationRequest) -> dict[str, Any]:
+    """`tools` and `tool_choice` as the chat API takes them; nothing for a plain answer."""
+    if not request.tools:
+        return {}
+    choice: Any = "auto"
+    if request.tool_choice is not None:
+        choice = {"type": "function", "function": {"name": request.tool_choice}}
+    return {"tools": [t.openai() for t in request.tools], "tool_choice": choice}
 
 
 def _reason(exc: Exception, base_url: str) -> str:

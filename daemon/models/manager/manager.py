@@ -44,6 +44,7 @@ from daemon.models.manager.memory import MemoryLedger
 from daemon.models.manager.query import Answer, BackendStatus, ModelInfo, Query
 from daemon.models.manager.routing import Router, StreamTiming
 from daemon.models.manager.selection import backend_order, choose_model, describe_needs
+from daemon.models.manager.tools import after_tools, system_prompt
 
 LOOK_QUESTION = "What do you see?"
 """What `look` asks of the camera frame when the caller asks nothing."""
@@ -429,12 +430,18 @@ class UnifiedModelManager:
                 request, counted = self._request(query, model, preset, backend, images)
                 answer.model_id, answer.backend, answer.stats = model.id, name, GenerationStats()
                 streamed = False
+                # With tools, the model's text waits for the end of its turn: said before a
+                # call, it could claim what the call then fails to do.
+                held: list[str] | None = [] if request.tools else None
                 timing = StreamTiming(time.monotonic())
                 try:
                     async with aclosing(
                         backend.generate(model.id, request, answer.stats)
                     ) as chunks:
                         async for chunk in chunks:
+                            if held is not None:
+                                held.append(chunk)
+                                continue
                             streamed = True
                             timing.chunk(time.monotonic())
                             answer.text += chunk
@@ -445,6 +452,13 @@ class UnifiedModelManager:
                     if streamed:
                         raise GenerationError(name, f"the answer broke off: {exc.reason}") from exc
                     continue
+                if held is not None:
+                    said = await after_tools(query, answer, "".join(held))
+                    if said:
+                        streamed = True
+                        timing.chunk(time.monotonic())
+                        answer.text = said
+                        yield said
             finally:
                 resident.busy -= 1
                 resident.last_used = self._clock()
@@ -493,8 +507,15 @@ class UnifiedModelManager:
         exact = backend.count_tokens(model.id, query.text)
         tokenizer = f"{type(backend).name}:{model.id}" if exact is not None else "rough"
         question = exact if exact is not None else rough_tokens(query.text)
+        offered = (
+            query.tools is not None
+            and "tools" in model.capabilities
+            and "tools" in type(backend).capabilities
+        )
+        tools = query.tools.specs() if offered and query.tools is not None else ()
+        system = system_prompt(self.system_prompt, bool(tools), self.config.intents.enabled)
         # 16: the template's own tokens
-        fixed = self._count(tokenizer, self.system_prompt, count) + question + 16
+        fixed = self._count(tokenizer, system, count) + question + 16
         if fixed >= model.context_length:
             raise InputTooLong(
                 f"the question and system prompt take about {fixed} tokens, more than model "
@@ -505,12 +526,13 @@ class UnifiedModelManager:
         conversation = (
             self._sessions.get(query.session) if query.session is not None else Conversation()
         )
-        messages = conversation.messages(self.system_prompt, query.text, budget, count, tokenizer)
+        messages = conversation.messages(system, query.text, budget, count, tokenizer)
         request = GenerationRequest(
             messages,
             GenerationParams.from_preset(preset, tuple(model.stop)),
             images=images,
             audio=query.audio if "audio" in model.capabilities else None,
+            tools=tools,
         )
         return request, {tokenizer: question}
 

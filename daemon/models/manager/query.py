@@ -4,8 +4,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from daemon.models.backends.base import GenerationStats
+from daemon.models.backends.base import GenerationStats, ToolCall, ToolSpec
+
+
+class Toolbox(Protocol):
+    """The actions a model that takes tools may call, for one request (the home's, from
+    `daemon.intents.tools`)."""
+
+    def specs(self) -> tuple[ToolSpec, ...]:
+        """The tools, their parameters built from what is known now (devices, areas)."""
+        ...
+
+    async def call(self, call: ToolCall) -> str:
+        """Carry out one call; the sentence that says truly what came of it."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -23,6 +37,8 @@ class Query:
     audio: bytes | None = None
     video: tuple[bytes, ...] = ()
     """Short clips (any container FFmpeg reads), sampled to `[media].video_frames` frames each."""
+    tools: Toolbox | None = None
+    """Actions a model that takes tools may call; None: none are offered."""
 
     @property
     def needs(self) -> frozenset[str]:
