@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import home, latency, overhead, service, stt, ttft, vad, wyoming_bench
@@ -76,32 +78,71 @@ def not_met(sections: list[Section]) -> Section:
     return Section("Targets not met, and why", notes=notes or ["Every target was met."])
 
 
+def sections_to_run(
+    args: argparse.Namespace, data: Path, stages: dict[str, dict[str, float]]
+) -> dict[str, Callable[[], Section]]:
+    """Each section of BENCHMARKS.md by its name (`--only NAME`), in the file's order."""
+    rounds = args.rounds
+
+    def latency_section() -> Section:
+        section, found = latency.run(rounds=max(1, rounds // 2))
+        stages.update(found)
+        return section
+
+    return {
+        "latency": latency_section,
+        "overhead": lambda: overhead.run(rounds=max(1, rounds // 2)),
+        "stt": lambda: stt.run(data, rounds=rounds),
+        "wyoming-bench": lambda: wyoming_bench.run(data, rounds=rounds),
+        "ttft": lambda: ttft.run(ROOT / "models.toml", rounds=rounds),
+        "vad": lambda: vad.run(rounds=rounds),
+        "idle": lambda: service.idle(args.idle_s),
+        "concurrency": lambda: service.concurrency(args.clients),
+        "home": lambda: home.run(rounds=max(3, rounds)),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--rounds", type=int, default=3, help="repeats of each measurement")
     parser.add_argument("--idle-s", type=float, default=600.0, help="seconds of silence (idle)")
     parser.add_argument("--clients", type=int, default=8, help="socket clients asking at once")
-    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="SECTION",
+        help="run only this section (repeatable); the report goes to stdout unless --out is given",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="default: BENCHMARKS.md")
     args = parser.parse_args()
 
+    stages: dict[str, dict[str, float]] = {}
     sections: list[Section] = []
-    end_to_end, stages = latency.run(rounds=max(1, args.rounds // 2))
-    sections.append(end_to_end)
-    sections.append(overhead.run(rounds=max(1, args.rounds // 2)))
     with tempfile.TemporaryDirectory() as data:
-        sections.append(stt.run(Path(data), rounds=args.rounds))
-        sections.append(wyoming_bench.run(Path(data), rounds=args.rounds))
-    sections.append(ttft.run(ROOT / "models.toml", rounds=args.rounds))
-    sections.append(vad.run(rounds=args.rounds))
-    sections.append(service.idle(args.idle_s))
-    sections.append(service.concurrency(args.clients))
-    sections.append(home.run(rounds=max(3, args.rounds)))
+        table = sections_to_run(args, Path(data), stages)
+        unknown = sorted(set(args.only or ()) - set(table))
+        if unknown:
+            parser.error(f"unknown section {', '.join(unknown)}; known: {', '.join(table)}")
+        for name, measure in table.items():
+            if args.only is None or name in args.only:
+                sections.append(measure())
     sections.append(not_met(sections))
 
-    plot = args.out.with_name("benchmarks-stages.png")
-    stage_plot({"with speculative STT": stages["speculative"], "without": stages["plain"]}, plot)
-    args.out.write_text(markdown(sections, plot.name, "make bench"))
-    print(f"wrote {args.out} and {plot}")
+    if args.only and args.out is None:
+        print(markdown(sections, None, "python -m benchmarks " + " ".join(sys.argv[1:])))
+        return
+    out: Path = args.out or ROOT / "BENCHMARKS.md"
+    plot = None
+    if "speculative" in stages:
+        plot = out.with_name("benchmarks-stages.png")
+        stage_plot(
+            {"with speculative STT": stages["speculative"], "without": stages["plain"]}, plot
+        )
+    command = (
+        "make bench" if args.only is None else "python -m benchmarks " + " ".join(sys.argv[1:])
+    )
+    out.write_text(markdown(sections, plot.name if plot else None, command))
+    print(f"wrote {out}" + (f" and {plot}" if plot else ""))
 
 
 if __name__ == "__main__":
