@@ -128,7 +128,7 @@ class _Lane:
 
     def _segment(self, audio: Samples) -> list[SegmentEvent]:
         events: list[SegmentEvent] = []
-        for frame, prob in self.vad.process(audio):
+        for frame, prob in self.vad.process(audio, may_gate=not self.segmenter.in_utterance):
             events += self.segmenter.process(frame, prob)
         return events
 
@@ -249,7 +249,9 @@ class VoicePipeline:
                 pre_roll_s=settings.pre_roll_ms / 1000,
                 max_utterance_s=settings.max_utterance_s,
             )
-            self._lanes[name] = _Lane(vad.stream(), segmenter)
+            # The energy gate for the live microphone only: pushed audio comes when there is
+            # something to hear, and its end of stream must not wait on held frames.
+            self._lanes[name] = _Lane(vad.stream(gate=name == CAPTURE), segmenter)
             if self._micro:
                 wake = self._audio.wake
                 self._lanes[name].detector = await asyncio.to_thread(
