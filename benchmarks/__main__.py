@@ -56,7 +56,7 @@ REASONS: list[tuple[str, str]] = [
         ),
     ),
     (
-        "CPU while listening",
+        "CPU while listening",  # to silence and to a quiet room
         (
             "Idle <= 1 % of a core: what remains is Silero on every 32 ms frame (~0.1-0.2 ms "
             "each from a cold cache, three frames per 100 ms block in one run) and PortAudio "
@@ -105,7 +105,9 @@ def sections_to_run(
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--rounds", type=int, default=3, help="repeats of each measurement")
-    parser.add_argument("--idle-s", type=float, default=600.0, help="seconds of silence (idle)")
+    parser.add_argument(
+        "--idle-s", type=float, default=120.0, help="seconds of silence, then of room noise (idle)"
+    )
     parser.add_argument("--clients", type=int, default=8, help="socket clients asking at once")
     parser.add_argument(
         "--only",
