@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines.events import SpeechEnded, Transcript
+from pipelines.speculative import Speculation
 from tests.pipelines.conftest import (
     clip,
     config,
@@ -42,3 +43,12 @@ async def test_without_speculation_the_utterance_waits_out_the_hangover(tmp_path
     assert [e.is_final for e in run.of(Transcript)] == [True]
     assert [e.reason for e in run.of(SpeechEnded)] == ["silence"]
     assert [words(q.text) for q in run.queries] == [words(expected("kitchen_lights"))]
+
+
+def test_a_partial_starts_on_the_third_silent_vad_frame_after_speech() -> None:
+    # Gaps between words are at most two 32 ms frames below Silero's silence threshold on the
+    # fixtures; the third silent frame is a pause, and what was said so far is transcribed.
+    spec = Speculation(interval=16_000, early_silence=4800)
+    frame = 512
+    assert not spec.due(buffered=8000 + 2 * frame, voiced_end=8000, silence=2 * frame)
+    assert spec.due(buffered=8000 + 3 * frame, voiced_end=8000, silence=3 * frame)
