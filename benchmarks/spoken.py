@@ -16,7 +16,9 @@ sample, the first audible sample the first one louder than 2 % of the clip's pea
   over its socket: SmolLM2, same preset), then `wyoming-piper` (the same voice) synthesises the
   whole answer, which is played once complete, as HA's media player plays a finished file.
 
-Stages come from when each event reached this process, placed on the recording's clock.
+Stages come from when each event reached this process, placed on the recording's clock. "text to
+speak" is what the voice waits for after the first token: Tektra's first sentence, HA's whole
+answer.
 """
 
 from __future__ import annotations
@@ -153,7 +155,7 @@ async def _tektra(
         ("hangover", heard),
         ("speech-to-text", marks["transcript"]),
         ("first token", marks["chunk"]),
-        ("first sentence", marks["sentence"]),
+        ("text to speak", marks["sentence"]),  # the first sentence
         ("synthesis", marks["speaking"]),
     ]
     return Run(
@@ -273,7 +275,7 @@ async def _home_assistant(
         ("hangover", segmented),
         ("speech-to-text", transcribed),
         ("first token", first_chunk),
-        ("whole answer", answered),
+        ("text to speak", answered),  # the whole answer
         ("synthesis", synthesised),
     ]
     return Run(
@@ -294,32 +296,45 @@ async def _side_by_side(
 ) -> tuple[list[Run], list[Run], int]:
     ours: list[Run] = []
     theirs: list[Run] = []
-    failures = 0
     async with (
         SinkRecorder(pulses[0]) as ear,
         SinkRecorder(pulses[1]) as ha_ear,
         daemon_connections(tektra) as (events, _, _),
     ):
-        await asyncio.sleep(3.0)  # the daemon's microphone delivers audio ~2 s after it opens
         n = 0
-        for warm_up in (True,) + (False,) * rounds:
-            for wav, clip in clips[:1] if warm_up else clips:
-                n += 1
-                for side in ("tektra", "ha"):
-                    try:
-                        if side == "tektra":
-                            run = await _tektra(ear, pulses[0], events, wav, clip)
-                        else:
-                            run = await _home_assistant(
-                                ha_ear, pulses[1], ports, llm, wav, clip, n, work
-                            )
-                    except (TimeoutError, RuntimeError, KeyError) as exc:
-                        print(f"spoken bench: {side} clip {wav.name}: {exc!r}", file=sys.stderr)
-                        failures += not warm_up
-                        continue
-                    if not warm_up:
-                        (ours if side == "tektra" else theirs).append(run)
-                    await asyncio.sleep(0.5)
+
+        async def both(wav: Path, clip: np.ndarray, keep: bool) -> int:
+            """The clip through Tektra, then through HA's pipeline; how many failed."""
+            nonlocal n
+            n += 1
+            failed = 0
+            for side in ("tektra", "ha"):
+                try:
+                    if side == "tektra":
+                        run = await _tektra(ear, pulses[0], events, wav, clip)
+                    else:
+                        run = await _home_assistant(
+                            ha_ear, pulses[1], ports, llm, wav, clip, n, work
+                        )
+                except (TimeoutError, RuntimeError, KeyError) as exc:
+                    print(f"spoken bench: {side} clip {wav.name}: {exc!r}", file=sys.stderr)
+                    failed += 1
+                    continue
+                if keep:
+                    (ours if side == "tektra" else theirs).append(run)
+                await asyncio.sleep(0.5)
+            return failed
+
+        await asyncio.sleep(3.0)  # the daemon's microphone delivers audio ~2 s after it opens
+        # Warm-up (first-call costs, a slow microphone start): the first clip until both sides
+        # answered it, three tries at most.
+        for _ in range(3):
+            if not await both(*clips[0], keep=False):
+                break
+        failures = 0
+        for _ in range(rounds):
+            for wav, clip in clips:
+                failures += await both(wav, clip, keep=True)
     return ours, theirs, failures
 
 
