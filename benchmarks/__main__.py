@@ -142,7 +142,7 @@ def sections_to_run(
 
     def spoken_section() -> Section:
         section, found = spoken.run(rounds=max(1, rounds // 2))
-        if found:
+        if found and (args.only is None or args.out is not None):  # a report file: its plot
             plot = (args.out or ROOT / "BENCHMARKS.md").with_name("benchmarks-spoken.png")
             stage_plot(found, plot)
             section.notes.append(f"\n![stages to the first audible sample]({plot.name})")
