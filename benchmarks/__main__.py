@@ -20,13 +20,18 @@ REASONS: list[tuple[str, str]] = [
         "p",  # p50 and p95 of end of speech -> first chunk
         (
             "End of speech -> first chunk (p50 <= 0.6 s, p95 <= 1.0 s): speculation can end a "
-            "request only once a transcript of all that was said exists, and tiny.en's "
-            "encoder always works on a 30 s window: ~0.5-0.7 s per run on these 2 cores, "
-            "started ~0.1-0.2 s into the pause. So the transcript is ready about when the 0.7 "
-            "s hangover would end anyway; what speculation removes is the recognition after "
-            "it. Shorter encoder windows were tried (5-25 s: 2-3x faster) and misheard 1-3 of "
-            'the 13 fixtures (repeated sentences, "Madroom lights"), so Whisper keeps its '
-            "full window."
+            "request only once a transcript of all that was said exists. The pause partial "
+            "that makes it starts after Silero's lag past the last voiced sample (median 70 ms "
+            "on the fixtures), three silent 32 ms frames (96 ms: gaps between words reach two) "
+            "and the rest of the 100 ms capture block, then tiny.en's encoder works on its 30 s "
+            "window: ~0.4-0.7 s per run on these 2 cores. So the transcript is ready about when "
+            "the 0.7 s hangover would end anyway. Shorter encoder windows were tried (5-25 s: "
+            "2-3x faster) and misheard 1-3 of the 13 fixtures, so Whisper keeps its full "
+            "window. Tried this session: partials every 10 s instead of every 1 s (so none is in "
+            "flight when the speaker stops): median hangover 733 and 676 ms against 784 and 704 "
+            "ms in alternating runs, within the machine's noise, so the cadence stays. Starting "
+            "the model on the partial before the endpoint gains nothing here: the partial's "
+            "arrival is the endpoint (it ends the utterance at once)."
         ),
     ),
     (
@@ -74,7 +79,11 @@ REASONS: list[tuple[str, str]] = [
             "its first full stop, piper synthesising that sentence, and the output stream "
             "starting. On these 2 cores, shared while measuring with Whisper, llama.cpp and "
             "piper of both pipelines, the text alone arrives near 1 s; the audio cannot come "
-            "sooner than the text."
+            "sooner than the text. The largest part that could go: a fresh output stream "
+            "starts with 0.3 s of silence (the player's lead-in, so its first syllable is not "
+            "swallowed) behind 0.2 s of device latency: playback start ~450 ms against "
+            "paplay's ~55 ms for HA. Opening the stream when speech starts, so the lead-in "
+            "plays during the hangover, would save most of it."
         ),
     ),
     (
