@@ -48,8 +48,9 @@ pytest: setup
 
 test: lint typecheck pytest
 
-# The latency budget and its comparisons, written to BENCHMARKS.md (~20 minutes; the idle
-# measurement alone listens to 10 minutes of silence). Needs the packages .ci/run installs.
+# The latency budget and its comparisons, written to BENCHMARKS.md (~25 minutes; the idle
+# measurement listens to 2 minutes of silence and 2 of room noise). Needs the packages .ci/run
+# installs. One section alone: .venv/bin/python -m benchmarks --only SECTION.
 bench: setup
 	$(VENV)/bin/python -m benchmarks
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import home, latency, overhead, service, stt, ttft, vad, wyoming_bench
+from benchmarks import home, latency, overhead, service, spoken, stt, ttft, vad, wyoming_bench
 from benchmarks.common import ROOT, Section
 from benchmarks.report import markdown, stage_plot
 
@@ -18,13 +20,18 @@ REASONS: list[tuple[str, str]] = [
         "p",  # p50 and p95 of end of speech -> first chunk
         (
             "End of speech -> first chunk (p50 <= 0.6 s, p95 <= 1.0 s): speculation can end a "
-            "request only once a transcript of all that was said exists, and tiny.en's "
-            "encoder always works on a 30 s window: ~0.5-0.7 s per run on these 2 cores, "
-            "started ~0.1-0.2 s into the pause. So the transcript is ready about when the 0.7 "
-            "s hangover would end anyway; what speculation removes is the recognition after "
-            "it. Shorter encoder windows were tried (5-25 s: 2-3x faster) and misheard 1-3 of "
-            'the 13 fixtures (repeated sentences, "Madroom lights"), so Whisper keeps its '
-            "full window."
+            "request only once a transcript of all that was said exists. The pause partial "
+            "that makes it starts after Silero's lag past the last voiced sample (median 70 ms "
+            "on the fixtures), three silent 32 ms frames (96 ms: gaps between words reach two) "
+            "and the rest of the 100 ms capture block, then tiny.en's encoder works on its 30 s "
+            "window: ~0.4-0.7 s per run on these 2 cores. So the transcript is ready about when "
+            "the 0.7 s hangover would end anyway. Shorter encoder windows were tried (5-25 s: "
+            "2-3x faster) and misheard 1-3 of the 13 fixtures, so Whisper keeps its full "
+            "window. Tried this session: partials every 10 s instead of every 1 s (so none is in "
+            "flight when the speaker stops): median hangover 733 and 676 ms against 784 and 704 "
+            "ms in alternating runs, within the machine's noise, so the cadence stays. Starting "
+            "the model on the partial before the endpoint gains nothing here: the partial's "
+            "arrival is the endpoint (it ends the utterance at once)."
         ),
     ),
     (
@@ -54,13 +61,68 @@ REASONS: list[tuple[str, str]] = [
         ),
     ),
     (
-        "CPU while listening",
+        "exact transcripts, with speculative",
         (
-            "Idle <= 1 % of a core: what remains is Silero on every 32 ms frame (~0.1-0.2 ms "
-            "each from a cold cache, three frames per 100 ms block in one run) and PortAudio "
-            "with ALSA's PulseAudio plugin delivering the 100 ms blocks. A cheap energy gate "
-            "in front of Silero in stationary silence is the next step; longer blocks "
-            "([audio] block_ms) trade end-of-speech delay for CPU."
+            "No word lost (the fast path exact as often as a full transcription): a partial "
+            "stands in for the final transcript only when it heard every voiced sample, so a "
+            "difference comes from Whisper hearing the same words differently with less "
+            "trailing silence (tiny.en is sensitive to it: see the wyoming-bench note); the "
+            "transcripts that differed are in the log of the run."
+        ),
+    ),
+    (
+        "first audible, Tektra p50",
+        (
+            "End of speech -> first audible sample (p50 <= 1.0 s): it is the sum of the stages "
+            "listed under its section, each measured: the hangover and speech-to-text (as for "
+            "the first chunk), the first token of a fresh conversation, the model writing up to "
+            "its first full stop, piper synthesising that sentence, and the output stream "
+            "starting. On these 2 cores, shared while measuring with Whisper, llama.cpp and "
+            "piper of both pipelines, the text alone arrives near 1 s; the audio cannot come "
+            "sooner than the text. The largest part that could go: a fresh output stream "
+            "starts with 0.3 s of silence (the player's lead-in, so its first syllable is not "
+            "swallowed) behind 0.2 s of device latency: playback start ~450 ms against "
+            "paplay's ~55 ms for HA. Opening the stream when speech starts, so the lead-in "
+            "plays during the hangover, would save most of it."
+        ),
+    ),
+    (
+        "first audible: Tektra / HA",
+        (
+            "First audible ahead of Home Assistant's pipeline: see the stages of both in its "
+            "section; HA plays only once the whole answer is synthesised, so Tektra is behind "
+            "only when its first sentence is the whole (short) answer and its output stream "
+            "starts slower than paplay."
+        ),
+    ),
+    (
+        "first chunk: Tektra / HA",
+        (
+            "First chunk ahead of Home Assistant's pipeline: both run the same hangover (0.7 "
+            "s), the same Whisper model and the same LLM; Tektra gains only what speculative "
+            "transcription saves after the hangover, which the 2-core machine's noise can hide "
+            "in a short run."
+        ),
+    ),
+    (
+        "spoken into the microphone",
+        (
+            "End of speech -> device command (p50 <= 0.5 s): the command is published the "
+            "moment the transcript is matched (the pushed-audio figure above, without "
+            "hangover, shows STT + matching + publishing alone); from the microphone it also "
+            "waits for the utterance to end: early_silence_ms (300 ms) after a complete-looking "
+            "partial, else the 700 ms hangover, plus the partial's own Whisper run when it was "
+            "not done by then."
+        ),
+    ),
+    (
+        "CPU while listening",  # to silence and to a quiet room
+        (
+            "Idle <= 1 % of a core: with the energy gate Silero is paused in stationary silence "
+            "(a dot product per frame instead); what remains is PortAudio with ALSA's "
+            "PulseAudio plugin delivering 100 ms blocks and the loop waking for each, about "
+            "0.9-1.0 % on this machine, so the figure lands either side of the target from run "
+            "to run. Longer blocks ([audio] block_ms) trade end-of-speech delay for CPU."
         ),
     ),
 ]
@@ -76,32 +138,82 @@ def not_met(sections: list[Section]) -> Section:
     return Section("Targets not met, and why", notes=notes or ["Every target was met."])
 
 
+def sections_to_run(
+    args: argparse.Namespace, data: Path, stages: dict[str, dict[str, float]]
+) -> dict[str, Callable[[], Section]]:
+    """Each section of BENCHMARKS.md by its name (`--only NAME`), in the file's order."""
+    rounds = args.rounds
+
+    def latency_section() -> Section:
+        section, found = latency.run(rounds=max(1, rounds // 2))
+        stages.update(found)
+        return section
+
+    def spoken_section() -> Section:
+        section, found = spoken.run(rounds=max(1, rounds // 2))
+        if found and (args.only is None or args.out is not None):  # a report file: its plot
+            plot = (args.out or ROOT / "BENCHMARKS.md").with_name("benchmarks-spoken.png")
+            stage_plot(found, plot)
+            section.notes.append(f"\n![stages to the first audible sample]({plot.name})")
+        return section
+
+    return {
+        "latency": latency_section,
+        "spoken": spoken_section,
+        "overhead": lambda: overhead.run(rounds=max(1, rounds // 2)),
+        "stt": lambda: stt.run(data, rounds=rounds),
+        "wyoming-bench": lambda: wyoming_bench.run(data, rounds=rounds),
+        "ttft": lambda: ttft.run(ROOT / "models.toml", rounds=rounds),
+        "vad": lambda: vad.run(rounds=rounds),
+        "idle": lambda: service.idle(args.idle_s),
+        "concurrency": lambda: service.concurrency(args.clients),
+        "home": lambda: home.run(rounds=max(3, rounds)),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--rounds", type=int, default=3, help="repeats of each measurement")
-    parser.add_argument("--idle-s", type=float, default=600.0, help="seconds of silence (idle)")
+    parser.add_argument(
+        "--idle-s", type=float, default=120.0, help="seconds of silence, then of room noise (idle)"
+    )
     parser.add_argument("--clients", type=int, default=8, help="socket clients asking at once")
-    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="SECTION",
+        help="run only this section (repeatable); the report goes to stdout unless --out is given",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="default: BENCHMARKS.md")
     args = parser.parse_args()
 
+    stages: dict[str, dict[str, float]] = {}
     sections: list[Section] = []
-    end_to_end, stages = latency.run(rounds=max(1, args.rounds // 2))
-    sections.append(end_to_end)
-    sections.append(overhead.run(rounds=max(1, args.rounds // 2)))
     with tempfile.TemporaryDirectory() as data:
-        sections.append(stt.run(Path(data), rounds=args.rounds))
-        sections.append(wyoming_bench.run(Path(data), rounds=args.rounds))
-    sections.append(ttft.run(ROOT / "models.toml", rounds=args.rounds))
-    sections.append(vad.run(rounds=args.rounds))
-    sections.append(service.idle(args.idle_s))
-    sections.append(service.concurrency(args.clients))
-    sections.append(home.run(rounds=max(3, args.rounds)))
+        table = sections_to_run(args, Path(data), stages)
+        unknown = sorted(set(args.only or ()) - set(table))
+        if unknown:
+            parser.error(f"unknown section {', '.join(unknown)}; known: {', '.join(table)}")
+        for name, measure in table.items():
+            if args.only is None or name in args.only:
+                sections.append(measure())
     sections.append(not_met(sections))
 
-    plot = args.out.with_name("benchmarks-stages.png")
-    stage_plot({"with speculative STT": stages["speculative"], "without": stages["plain"]}, plot)
-    args.out.write_text(markdown(sections, plot.name, "make bench"))
-    print(f"wrote {args.out} and {plot}")
+    if args.only and args.out is None:
+        print(markdown(sections, None, "python -m benchmarks " + " ".join(sys.argv[1:])))
+        return
+    out: Path = args.out or ROOT / "BENCHMARKS.md"
+    plot = None
+    if "speculative" in stages:
+        plot = out.with_name("benchmarks-stages.png")
+        stage_plot(
+            {"with speculative STT": stages["speculative"], "without": stages["plain"]}, plot
+        )
+    command = (
+        "make bench" if args.only is None else "python -m benchmarks " + " ".join(sys.argv[1:])
+    )
+    out.write_text(markdown(sections, plot.name if plot else None, command))
+    print(f"wrote {out}" + (f" and {plot}" if plot else ""))
 
 
 if __name__ == "__main__":

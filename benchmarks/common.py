@@ -8,8 +8,9 @@ import os
 import platform
 import statistics
 import tempfile
+import time
 import wave
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,3 +118,77 @@ async def daemon_connections(
         for writer in (events_w, push_w):
             writer.close()
             await writer.wait_closed()
+
+
+class SinkRecorder:
+    """What reaches a virtual microphone's null sink, recorded live from its monitor by `parec`
+    (16 kHz s16le mono, read in 20 ms pieces), with when each piece arrived on this process's
+    clock: a sample's index maps to a time, so the question played, the answer heard and the
+    events in between are all timed by the same ear. `listeners` get each piece as it comes."""
+
+    PIECE = 640  # bytes: 20 ms
+
+    def __init__(self, pulse: Pulse) -> None:
+        self._pulse = pulse
+        self._pcm = bytearray()
+        self._counts: list[int] = []
+        self._times: list[float] = []
+        self._process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self.listeners: list[Callable[[bytes], None]] = []
+
+    async def __aenter__(self) -> SinkRecorder:
+        self._process = await asyncio.create_subprocess_exec(
+            *("parec", "--device=vsink.monitor", "--format=s16le", "--rate=16000"),
+            *("--channels=1", "--latency-msec=10"),
+            stdout=asyncio.subprocess.PIPE,
+            env=self._pulse.env,
+        )
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._process is not None and self._reader is not None
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
+        self._process.terminate()
+        await self._process.wait()
+
+    async def _read(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        while True:
+            piece = await self._process.stdout.readexactly(self.PIECE)
+            self._pcm += piece
+            self._counts.append(len(self._pcm) // 2)
+            self._times.append(time.perf_counter())
+            for listener in self.listeners:
+                listener(piece)
+
+    @property
+    def count(self) -> int:
+        """Samples recorded so far."""
+        return len(self._pcm) // 2
+
+    def audio(self, start: int) -> npt.NDArray[np.float32]:
+        pcm = np.frombuffer(bytes(self._pcm[start * 2 :]), np.int16)
+        return (pcm.astype(np.float32) / 32768.0).astype(np.float32)
+
+    def clock(self, sample: int) -> float:
+        """When sample `sample` was heard (perf_counter), from the arrival of the pieces."""
+        return float(np.interp(sample, self._counts, self._times))
+
+
+def heard_in_recording(recorded: np.ndarray, clip: np.ndarray) -> tuple[int, int | None]:
+    """In a recording of `clip` played and then answered: the end of speech (the clip's last
+    voiced sample) and the first audible sample of the answer after it (None: nothing heard).
+
+    Voiced and audible mean louder than 2 % of the clip's peak. The clip is found by its first
+    voiced sample; its end lies as far after that as in the clip itself."""
+    threshold = 0.02 * float(np.max(np.abs(clip)))
+    voiced = np.nonzero(np.abs(clip) > threshold)[0]
+    loud = np.nonzero(np.abs(recorded) > threshold)[0]
+    if not len(loud):
+        raise RuntimeError("the played question was not recorded")
+    end = int(loud[0] + voiced[-1] - voiced[0])
+    after = loud[loud > end + 160]  # 10 ms past it: the resampled tail of the last word
+    return end, int(after[0]) if len(after) else None

@@ -43,11 +43,11 @@ def stage_plot(stages: dict[str, dict[str, float]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(stages)
-    stage_names = list(next(iter(stages.values())))
+    stage_names = list(dict.fromkeys(name for parts in stages.values() for name in parts))
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.6 * len(names)))
     left = [0.0] * len(names)
     for stage in stage_names:
-        widths = [stages[n][stage] for n in names]
+        widths = [stages[n].get(stage, 0.0) for n in names]  # a stage one pipeline lacks: 0
         ax.barh(names, widths, left=left, label=stage)
         left = [a + b for a, b in zip(left, widths, strict=True)]
     ax.set_xlabel("milliseconds from the end of speech (median)")

@@ -159,17 +159,23 @@ def start_wyoming(model: Path, data: Path) -> tuple[subprocess.Popen[bytes], int
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    wait_for_port(process, port, "wyoming-faster-whisper")
+    return process, port
+
+
+def wait_for_port(process: subprocess.Popen[bytes], port: int, what: str) -> None:
+    """Until the server `process` accepts connections on `port` (killed if it never does)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"wyoming-faster-whisper exited with {process.returncode}")
+            raise RuntimeError(f"{what} exited with {process.returncode}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return process, port
+            return
         except OSError:
             time.sleep(0.2)
     process.kill()
-    raise TimeoutError("wyoming-faster-whisper did not start")
+    raise TimeoutError(f"{what} did not start")
 
 
 async def measure(rounds: int, data: Path) -> Section:

@@ -67,6 +67,7 @@ QUEUE_SAMPLES = 20 * RATE
 REPLAY_CHUNK_S = 0.1
 INLINE_VAD_SAMPLES = 4 * FRAME  # ~0.5 ms of Silero: cheaper on the loop than a worker-thread hop
 CAPTURE, PUSHED = "capture", "pushed"
+_POKE: Samples = np.zeros(0, np.float32)  # an empty chunk: look at the lane again, no audio
 # After a wake word heard inside an utterance, less voiced audio than this is the wake word's own
 # tail (it fires ~0.1 s after the word ends): the wake word was said alone, with no request.
 MIN_REQUEST_S = 0.3
@@ -128,7 +129,7 @@ class _Lane:
 
     def _segment(self, audio: Samples) -> list[SegmentEvent]:
         events: list[SegmentEvent] = []
-        for frame, prob in self.vad.process(audio):
+        for frame, prob in self.vad.process(audio, may_gate=not self.segmenter.in_utterance):
             events += self.segmenter.process(frame, prob)
         return events
 
@@ -249,7 +250,9 @@ class VoicePipeline:
                 pre_roll_s=settings.pre_roll_ms / 1000,
                 max_utterance_s=settings.max_utterance_s,
             )
-            self._lanes[name] = _Lane(vad.stream(), segmenter)
+            # The energy gate for the live microphone only: pushed audio comes when there is
+            # something to hear, and its end of stream must not wait on held frames.
+            self._lanes[name] = _Lane(vad.stream(gate=name == CAPTURE), segmenter)
             if self._micro:
                 wake = self._audio.wake
                 self._lanes[name].detector = await asyncio.to_thread(
@@ -330,6 +333,8 @@ class VoicePipeline:
                     self._emit(SpeechEnded(lane.segmenter.buffered_s, "muted"))
                 lane.segmenter.reset()
                 self._update_state()
+            elif not len(chunk):  # a poke from a finished partial: decide, nothing to score
+                await self._speculate(lane)
             else:
                 chunk = self._take_more(name, chunk)
                 lane.last_audio = self._clock()
@@ -403,7 +408,7 @@ class VoicePipeline:
             audio = segmenter.snapshot()
             spec.start(len(audio))
             lane.partial = asyncio.create_task(
-                self._partial(spec, audio, lane.start_s), name="tektra-voice-partial"
+                self._partial(spec, audio, lane.start_s, lane), name="tektra-voice-partial"
             )
 
     def _on_wake(self, lane: _Lane, heard: _HeardWake) -> None:
@@ -445,7 +450,9 @@ class VoicePipeline:
         self._emit(TranscriptIgnored("", "no_wake"))
         return None
 
-    async def _partial(self, spec: Speculation, audio: Samples, start_s: float) -> None:
+    async def _partial(
+        self, spec: Speculation, audio: Samples, start_s: float, lane: _Lane | None = None
+    ) -> None:
         assert self._transcriber is not None
         started = time.perf_counter()
         try:
@@ -458,6 +465,10 @@ class VoicePipeline:
             stt_ms = (time.perf_counter() - started) * 1000
             end_s = start_s + len(audio) / RATE
             self._emit(Transcript(heard.text, heard.language, start_s, end_s, stt_ms, False))
+        if lane is not None and lane.speculation is spec:
+            # Wake the VAD task now: if this partial shows the request complete, the utterance
+            # ends at once rather than when the next capture block arrives (up to 100 ms on).
+            self._queue.put((next(n for n, known in self._lanes.items() if known is lane), _POKE))
 
     async def _transcribe_forever(self) -> None:
         while True:
