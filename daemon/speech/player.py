@@ -30,9 +30,12 @@ log = logging.getLogger("tektra.speech")
 
 BLOCK_S = 0.05  # audio per callback: small enough to stop promptly, large enough to be cheap
 LATENCY_S = 0.2  # lower underruns behind ALSA's PulseAudio plugin on a busy machine
-# A fresh stream swallows its first few tens of milliseconds (the first syllable): it starts
-# with this much silence.
+# A fresh stream swallows its first few tens of milliseconds (the first syllable): sound starts
+# no sooner than this after the stream opened (silence fills the rest).
 LEAD_IN_S = 0.3
+VOICE_RATE = 22_050
+"""The rate a stream opened ahead of speech plays at: both engines' voices speak at it (piper's
+medium voices, espeak-ng); audio at another rate is converted."""
 MAX_AHEAD_S = 2.0  # a device reporting a later play-out time than this is not believed
 IDLE_CLOSE_S = 10.0  # the stream closes after this long with nothing to play
 WATCH_S = 0.25
@@ -65,6 +68,7 @@ class Player:
         self._stream: Any = None
         self._rate = 0
         self._latency_s = 0.0
+        self._opened_at = 0.0
         self._lock = threading.Lock()  # the buffer, shared with PortAudio's thread
         self._chunks: deque[np.ndarray] = deque()
         self._queued = 0  # samples in `_chunks`
@@ -96,15 +100,16 @@ class Player:
         self._loop = asyncio.get_running_loop()
         if self._stream is None:
             await self._open(audio.rate)
-            with self._lock:
-                lead_in = np.zeros(round(LEAD_IN_S * self._rate), np.float32)
-                self._chunks.append(lead_in)
-                self._queued += len(lead_in)
         samples = audio.samples
         if audio.rate != self._rate:
             samples = Resampler(audio.rate, self._rate)(samples)
         samples = np.clip(samples * self._volume, -1.0, 1.0).astype(np.float32)
         with self._lock:
+            fresh_s = LEAD_IN_S - (time.monotonic() - self._opened_at)
+            if not self._chunks and fresh_s > 0:
+                lead_in = np.zeros(round(fresh_s * self._rate), np.float32)
+                self._chunks.append(lead_in)
+                self._queued += len(lead_in)
             if on_audible is not None:
                 self._marks.append((self._played + self._queued, on_audible))
             self._chunks.append(samples)
@@ -113,6 +118,17 @@ class Player:
         self._hold(queued_s)
         self._drained.clear()
         self._last_sound = time.monotonic()
+
+    async def prepare(self) -> None:
+        """Open the stream ahead of speech (while the user is still speaking), so that the first
+        sentence plays as soon as it is ready instead of after a fresh stream's lead-in. A device
+        that cannot be opened is reported (`lost`) and tried again by `play`."""
+        if self.output == "none" or self._stream is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        with contextlib.suppress(OutputLost):
+            await self._open(VOICE_RATE)
+            self._last_sound = time.monotonic()  # closed after IDLE_CLOSE_S if nothing is said
 
     def stop(self) -> None:
         """Drop everything not yet played: silence within one block."""
@@ -163,6 +179,7 @@ class Player:
             self._set_state("lost", f"cannot open: {exc}")
             raise OutputLost(f"the output device '{self.output}' cannot be opened: {exc}") from exc
         self._latency_s = float(self._stream.latency)
+        self._opened_at = time.monotonic()
         self._set_state("open", f"{self._rate} Hz")
 
     def _start(self, sd: Any, loop: asyncio.AbstractEventLoop, rate: int) -> tuple[Any, int]:

@@ -267,7 +267,15 @@ class Speaker:
 
     def _warm(self) -> None:
         if self.engine is not None and (self._warming is None or self._warming.done()):
-            self._warming = asyncio.get_running_loop().create_task(self.engine.warm())
+            self._warming = asyncio.get_running_loop().create_task(self._get_ready())
+
+    async def _get_ready(self) -> None:
+        """The voice loaded and the output stream open before the answer's first sentence."""
+        assert self.engine is not None
+        if self.settings.speak == "none":
+            await self.engine.warm()
+        else:
+            await asyncio.gather(self.player.prepare(), self.engine.warm())
 
     # --- speaking ------------------------------------------------------------------------------
 

@@ -150,6 +150,29 @@ async def test_a_spoken_question_is_answered_aloud_and_a_typed_one_is_not(
     assert daemon.stop() == 0
 
 
+async def test_the_speaker_opens_while_the_question_is_still_being_spoken(
+    make_daemon: Callable[..., Daemon], pulse: Pulse, tmp_path: Path, whisper: Transcriber
+) -> None:
+    # A fresh output stream needs a lead-in of silence before its first sample is heard: opened
+    # as the person starts speaking, it is ready when the answer's first sentence is.
+    daemon = speaking_daemon(make_daemon, pulse, 'engine = "espeak"\nspeak = "voice"')
+    events = await Events.watch(daemon)
+    asker = await SocketClient.connect(daemon.socket)
+    recording = SinkRecording(pulse, tmp_path / "sink.raw")
+    speech = np.concatenate([silence(0.3), clip("garage"), silence(1.0)])
+    pcm = base64.b64encode(float_to_pcm(speech)).decode()
+    await asker.call({"id": "p", "cmd": "push_audio", "pcm": pcm, "end": True})
+    transcript = await events.until("transcript")
+    assert ("speaker", {"state": "open", "detail": "22050 Hz"}) in events.seen
+    await events.until("tts", state="idle", id=transcript["id"])
+    await recording.more(1.0)
+    # Not a syllable of the first word was swallowed by the stream's start.
+    assert heard_in_pcm(whisper, recording.stop()) == f"you said {expected('garage')}"
+    await asker.close()
+    await events.client.close()
+    assert daemon.stop() == 0
+
+
 async def test_the_first_sentence_is_heard_while_the_model_is_still_writing(
     make_daemon: Callable[..., Daemon], pulse: Pulse, tmp_path: Path, whisper: Transcriber
 ) -> None:
