@@ -141,15 +141,20 @@ class VoiceHost:
         if not voice_available():
             raise VoiceUnavailable("the voice pipeline (pipelines.voice) is not installed")
         module = importlib.import_module("pipelines.voice")
-        image_capable = any("image" in m.capabilities for m in self._config.models)
         self.pipeline = module.VoicePipeline.from_config(
-            self._config, self._bridge.handle, self._bridge.on_event, image_capable=image_capable
+            self._config,
+            self._bridge.handle,
+            self._bridge.on_event,
+            image_capable=self._image_capable(),
         )
         self.pipeline.set_muted(self._bridge.assistant.muted)
         if self.hold is not None:
             self.pipeline.hold = self.hold
         self._bridge.pipeline = self.pipeline
         self._spawn("voice", self.pipeline.run)
+
+    def _image_capable(self) -> bool:
+        return any("image" in m.capabilities for m in self._config.models)
 
     def push_pcm(self, pcm: bytes, sample_rate: int = 16000) -> None:
         self.start()
@@ -162,10 +167,24 @@ class VoiceHost:
     async def camera_frame(self) -> bytes | None:
         """The camera's current frame as JPEG (for `look`), or None without one. The camera is
         read while the pipeline runs; a reader that has just opened gets a moment for its first
-        frame, one that is lost gives none (a stale frame would be answered as if seen now)."""
+        frame, one that is lost gives none (a stale frame would be answered as if seen now).
+        Where the pipeline reads no camera (no microphone yet, or frames never attached to
+        spoken queries) the camera is opened for this one look."""
         camera = self.pipeline.camera if self.pipeline is not None else None
-        if camera is None:
-            return None
+        if camera is not None:
+            return await self._frame_of(camera)
+        settings = self._config.camera
+        if settings.source == "none" or not self._image_capable():
+            return None  # nothing to look with, or no model that could see the frame
+        reader = camera_module().CameraReader(settings.source, self._bridge.on_event)
+        reading = asyncio.create_task(reader.run(), name="tektra-camera-look")
+        try:
+            return await self._frame_of(reader)
+        finally:
+            reading.cancel()
+            await asyncio.gather(reading, return_exceptions=True)
+
+    async def _frame_of(self, camera: Any) -> bytes | None:
         settings = self._config.camera
         deadline = time.monotonic() + FIRST_FRAME_S
         frame = camera.latest(settings.max_frame_age_s)

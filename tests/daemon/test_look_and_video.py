@@ -152,6 +152,28 @@ async def test_a_running_daemon_looks_through_its_camera_with_an_image_model(
     assert asked["result"]["text"] == "You said: Is it red?"
 
 
+async def test_a_daemon_without_a_microphone_opens_its_camera_for_a_look(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    # `[audio] source = "none"`: no voice pipeline runs, so no camera is read all the time; a
+    # `look` opens the camera for its one frame.
+    extra = (
+        'default_model = "echo"\n'
+        f'[camera]\nsource = "{VIDEO / "red.avi"}"\nmax_side = 64\n'
+        '[[models]]\nid = "eyes"\nsource = { path = "models.toml" }\n'
+        'backend_preferences = ["recorder"]\ncapabilities = ["text", "image"]\n'
+    )
+    daemon = make_daemon('broker = "none"', extra=extra, audio="none")
+    client = await SocketClient.connect(daemon.socket)
+    looked = await client.call({"id": 1, "cmd": "look", "text": "Is it red?"})
+    status = await client.call({"id": 2, "cmd": "status"})
+    await client.close()
+    assert daemon.stop() == 0
+    assert looked["result"]["text"] == "You said: Is it red?"
+    assert looked["result"]["model"] == "eyes"
+    assert status["result"]["problems"] == {}  # the camera closed after the look, not lost
+
+
 async def test_a_daemon_without_a_camera_answers_look_with_no_camera(
     make_daemon: Callable[..., Daemon],
 ) -> None:
