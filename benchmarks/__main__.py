@@ -7,7 +7,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from benchmarks import home, latency, overhead, service, stt, ttft, vad, wyoming_bench
+from benchmarks import home, latency, overhead, service, stt, ttft, vad, wake, wyoming_bench
 from benchmarks.common import ROOT, Section
 from benchmarks.report import markdown, stage_plot
 
@@ -82,7 +82,11 @@ def main() -> None:
     parser.add_argument("--idle-s", type=float, default=600.0, help="seconds of silence (idle)")
     parser.add_argument("--clients", type=int, default=8, help="socket clients asking at once")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    parser.add_argument("--only", choices=["wake"], help="print one section; no BENCHMARKS.md")
     args = parser.parse_args()
+    if args.only == "wake":
+        print(markdown(wake.run(), None, "python -m benchmarks --only wake"))
+        return
 
     sections: list[Section] = []
     end_to_end, stages = latency.run(rounds=max(1, args.rounds // 2))
@@ -96,6 +100,7 @@ def main() -> None:
     sections.append(service.idle(args.idle_s))
     sections.append(service.concurrency(args.clients))
     sections.append(home.run(rounds=max(3, args.rounds)))
+    sections += wake.run()
     sections.append(not_met(sections))
 
     plot = args.out.with_name("benchmarks-stages.png")
