@@ -71,6 +71,50 @@ async def test_okay_nabu_said_over_tektra_stops_it_and_the_request_after_is_hear
     assert daemon.stop() == 0
 
 
+async def test_okay_nabu_over_an_answer_being_written_cancels_the_answer(
+    make_daemon: Callable[..., Daemon], pulse: Pulse, tmp_path: Path
+) -> None:
+    # The test backend answers "You said: <question>" and, while the pause file exists, stops
+    # writing after its first sentence and "Please": that sentence is spoken, the rest waits.
+    pause = tmp_path / "pause"
+    pause.touch()
+    daemon = make_daemon(
+        'broker = "none"', tts='engine = "espeak"\nspeak = "all"', start=False,
+        audio="auto", extra=BARGE_IN,
+    )  # fmt: skip
+    config = daemon.config.read_text().replace(
+        "[backends.recorder]\n", f'[backends.recorder]\npause_after = 25\npause_file = "{pause}"\n'
+    )
+    daemon.config.write_text(config)
+    daemon.env.update(XDG_RUNTIME_DIR=pulse.env["XDG_RUNTIME_DIR"], HOME=pulse.env["HOME"])
+    daemon.start()
+    events = await _listening(daemon)
+    recording = SinkRecording(pulse, tmp_path / "sink.raw")
+    asker = await SocketClient.connect(daemon.socket)
+    question = (
+        "The kitchen lights, the hall lights and the porch lights are all on and the heating "
+        "is set to twenty one degrees. Please close the garage door."
+    )
+    await asker.send({"id": "q", "cmd": "ask", "text": question})
+    await events.until("tts", state="speaking", id="q")
+    await recording.more(3.0)  # the first sentence is being read out
+    player = pulse.play(write_stream(tmp_path / "person.wav", 0.7 * clip("okay_nabu_joe")))
+    wake = await events.until("pipeline", name="WakeDetected")
+    assert wake["data"]["barge_in"] is True
+    response = await events.until("response", id="q")
+    assert response["finish_reason"] == "cancelled"  # never written to its end
+    assert "Please close" not in response["text"]
+    # Silenced first (as `stop` does), then the answer cancelled: `idle` came before it.
+    idle = [data["id"] for kind, data in events.seen if kind == "tts" and data["state"] == "idle"]
+    assert idle == ["q"]
+    assert await asyncio.to_thread(player.wait, 30) == 0
+    pause.unlink()
+    recording.stop()
+    await asker.close()
+    await events.client.close()
+    assert daemon.stop() == 0
+
+
 async def test_tektra_s_own_voice_never_wakes_it(
     make_daemon: Callable[..., Daemon], pulse: Pulse, tmp_path: Path
 ) -> None:
