@@ -233,8 +233,13 @@ class EchoCanceller:
         self._pending = np.zeros(0, np.float32)
         self._history: deque[Samples] = deque()  # raw microphone audio for the delay estimate
         self._history_len = 0
-        self._offset: int | None = None  # reference index of microphone sample 0, from stamps
-        self._correction = 0  # samples, from the cross-correlation
+        # Reference index of microphone sample 0: as the stamps say (`_stamped`), and as used
+        # (`_shift`): the stamps plus `_correction`, which the cross-correlation finds and which
+        # outlives a stream (the same devices, the same latency: the filter stays converged).
+        self._stamped: int | None = None
+        self._shift: int | None = None
+        self._correction = 0
+        self._located = False  # the cross-correlation placed this stream
         self._next_estimate = 0
         self.delay_s: float | None = None
         """The echo's delay behind the player's stamps, as last estimated (for the record)."""
@@ -253,9 +258,11 @@ class EchoCanceller:
             self._mic_index = end
             return block
         # The earliest stamp is the truest: a block is never handed over before it was heard.
-        offset = round((min(self._mic_stamps) - origin) * RATE)
-        if self._offset is None or abs(offset - self._offset) > 0.02 * RATE:
-            self._offset = offset
+        self._stamped = round((min(self._mic_stamps) - origin) * RATE)
+        if not self._located:  # until the echo itself was found, the stamps are all there is
+            shift = self._stamped + self._correction
+            if self._shift is None or abs(shift - self._shift) > 0.02 * RATE:
+                self._shift = shift
         if end >= self._next_estimate:
             self._estimate(end)
             self._next_estimate = end + round(ESTIMATE_EVERY_S * RATE)
@@ -266,8 +273,8 @@ class EchoCanceller:
         self._mic_index = end
         if not usable:
             return np.zeros(0, np.float32)
-        shift = self._offset + self._correction + round(LEAD_S * RATE)
-        ref = self.reference.span(first + shift, usable)
+        assert self._shift is not None
+        ref = self.reference.span(first + self._shift + round(LEAD_S * RATE), usable)
         mic16 = _to_int16(audio[:usable])
         ref16 = _to_int16(ref)
         out = np.empty(usable, np.int16)
@@ -283,7 +290,8 @@ class EchoCanceller:
         self._pending = np.zeros(0, np.float32)
         self._history.clear()
         self._history_len = 0
-        self._offset = None
+        self._stamped = self._shift = None
+        self._located = False
         self._next_estimate = round(FIRST_ESTIMATE_S * RATE)
 
     def _remember(self, block: Samples) -> None:
@@ -294,25 +302,29 @@ class EchoCanceller:
 
     def _estimate(self, end: int) -> None:
         """Find the echo's delay by cross-correlation; keep the old one on weak evidence."""
-        if self._offset is None or not self._history:
+        if self._stamped is None or self._shift is None or not self._history:
             return
         mic = np.concatenate(self._history)
         start = end - len(mic)
         search = round(SEARCH_S * RATE)
-        ref = self.reference.span(start + self._offset - search, len(mic) + 2 * search)
+        ref = self.reference.span(start + self._stamped - search, len(mic) + 2 * search)
         if float(np.dot(ref, ref)) < 1e-6 * len(ref) or float(np.dot(mic, mic)) < 1e-8 * len(mic):
             return  # nothing played, or nothing heard: no evidence
         # lag L in 0..2*search: the echo in mic[n] is ref[2*search + n - L], i.e. reference
-        # index start + offset + search - L: the correction is search - L.
+        # index start + stamped + search - L.
         lag, score = estimate_delay(mic, ref, 2 * search)
         if score < MIN_CORRELATION:
             return
-        correction = search - lag
-        if abs(correction - self._correction) > FRAME // 2:
-            if self.delay_s is not None:
-                self._filter.reset()  # a new alignment: the old filter models the wrong path
-            self._correction = correction
-        self.delay_s = -correction / RATE
+        self._located = True
+        shift = self._stamped + search - lag
+        if abs(shift - self._shift) > FRAME // 2:
+            self._filter.reset()  # a new alignment: the filter modelled the wrong path
+            self._shift = shift
+            log.info(
+                "echo: %.0f ms later than stamped (correlation %.2f)", (lag - search) / 16, score
+            )
+        self._correction = self._shift - self._stamped
+        self.delay_s = -self._correction / RATE
 
 
 def _to_int16(samples: Samples) -> np.ndarray:

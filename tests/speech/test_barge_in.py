@@ -122,7 +122,7 @@ async def test_tektra_s_own_voice_never_wakes_it(
     events = await _listening(daemon)
     speaker = await SocketClient.connect(daemon.socket)
     await speaker.send({"id": "long", "cmd": "say", "text": STORY})
-    said = (await speaker.until_done("long"))[-1]
+    said = (await speaker.until_done("long", timeout_s=120))[-1]
     assert said["result"]["sentences"] == 8  # read to its end, never stopped
     assert "stopped" not in said["result"]
     # Then a person says something without the wake word: once it is ignored, every block the
