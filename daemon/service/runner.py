@@ -39,6 +39,7 @@ from daemon.service.metrics import MetricsServer
 from daemon.service.sd_notify import Notifier, feed_watchdog, watchdog_interval_s
 from daemon.speech.speaker import Speaker
 from pipelines.echo import EchoReference
+from pipelines.echo import available as echo_available
 
 log = logging.getLogger("tektra")
 
@@ -73,9 +74,12 @@ class Service:
         self.voice.hold = self.speaker.holding  # half duplex: never hear its own voice
         wake = config.audio.wake
         if wake.engine == "micro" and wake.barge_in and self.speaker.audible:
-            # The wake word said over its voice stops it: the player's reference is cancelled
-            # out of what the wake-word detector hears.
-            self.speaker.player.reference = self.voice.echo_reference = EchoReference()
+            if echo_available():
+                # The wake word said over its voice stops it: the player's reference is
+                # cancelled out of what the wake-word detector hears.
+                self.speaker.player.reference = self.voice.echo_reference = EchoReference()
+            else:
+                log.warning("barge-in is off: libspeexdsp is not installed (libspeexdsp1)")
         self.bridge.on_barge_in = self._barge_in
         self._barging: set[asyncio.Task[None]] = set()
         self.speaker.on_answer_spoken = self.bridge.note_answered
