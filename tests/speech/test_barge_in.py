@@ -98,7 +98,11 @@ async def test_okay_nabu_over_an_answer_being_written_cancels_the_answer(
     await asker.send({"id": "q", "cmd": "ask", "text": question})
     await events.until("tts", state="speaking", id="q")
     await recording.more(3.0)  # the first sentence is being read out
-    player = pulse.play(write_stream(tmp_path / "person.wav", 0.7 * clip("okay_nabu_joe")))
+    # Said twice, as a person does who was not heard: speexdsp's filter is still converging on
+    # this first answer, and how often one "okay nabu" is caught is the benchmark's to measure.
+    wake_word = 0.7 * clip("okay_nabu_joe")
+    person = write_stream(tmp_path / "person.wav", wake_word, silence(1.5), wake_word)
+    player = pulse.play(person)
     wake = await events.until("pipeline", name="WakeDetected")
     assert wake["data"]["barge_in"] is True
     response = await events.until("response", id="q")
