@@ -73,6 +73,8 @@ class WakeDetected:
     """The model's smoothed probability when it fired (above the model's own cut-off)."""
     at_s: float
     """Stream time where it fired, a little after the wake word ends."""
+    barge_in: bool = False
+    """Heard over the daemon's own voice (echo cancelled): the daemon stops speaking."""
 
 
 @dataclass(frozen=True)

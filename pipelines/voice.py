@@ -35,7 +35,10 @@ from pipelines.audio import (
     pcm_to_float,
     read_wav,
 )
+from pipelines.barge_in import BargeIn
 from pipelines.camera import CameraReader, encode_jpeg
+from pipelines.echo import EchoReference
+from pipelines.echo import available as echo_available
 from pipelines.events import (
     DeviceState,
     FramesDropped,
@@ -169,6 +172,10 @@ class VoicePipeline:
         self._muted = False
         self.hold: Callable[[], bool] = lambda: False
         """True while the daemon speaks: the microphone then hears silence (half duplex)."""
+        self.echo_reference: EchoReference | None = None
+        """What the daemon plays (set with `hold`): with it, `[audio.wake] barge_in` hears the
+        wake word over the daemon's own voice, echo cancelled, while the VAD is held."""
+        self._barge_in: BargeIn | None = None
         self._busy = False
         self._working = 0  # VAD batches in progress
         self._answers: set[asyncio.Task[None]] = set()
@@ -258,6 +265,11 @@ class VoicePipeline:
                 self._lanes[name].detector = await asyncio.to_thread(
                     MicroWakeWordDetector, wake.model, wake.refractory_s
                 )
+                reference = self.echo_reference
+                if name == CAPTURE and wake.barge_in and reference and echo_available():
+                    self._barge_in = await asyncio.to_thread(
+                        BargeIn, reference, wake.model, wake.refractory_s
+                    )
         self._update_state()
         tasks: dict[str, Coroutine[Any, Any, None]] = {
             "tektra-voice-vad": self._segment_forever(),
@@ -282,7 +294,13 @@ class VoicePipeline:
 
     def _deliver_capture(self, block: Samples) -> None:
         # Asked as the block arrives, not when the VAD reaches it (it may be behind).
-        self._queue.put((CAPTURE, np.zeros_like(block) if self.hold() else block))
+        held = self.hold()
+        if held and self._barge_in is not None and (wake := self._barge_in.hear(block)):
+            # Said over the daemon's voice: it stops (on this event); the request after needs
+            # no second wake word.
+            self._emit(WakeDetected(wake.name, wake.score, self._lanes[CAPTURE].fed / RATE, True))
+            self._woken_until = self._clock() + self._audio.wake.follow_up_s
+        self._queue.put((CAPTURE, np.zeros_like(block) if held else block))
 
     async def _replay(self, path: Path) -> None:
         try:

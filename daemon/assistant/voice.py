@@ -31,7 +31,13 @@ from daemon.core.events import (
 )
 from daemon.core.states import ANSWERING
 from daemon.models.manager.manager import Query
-from pipelines.events import DeviceState, PipelineError, PipelineState, Transcript
+from pipelines.events import (
+    DeviceState,
+    PipelineError,
+    PipelineState,
+    Transcript,
+    WakeDetected,
+)
 
 if TYPE_CHECKING:  # the module itself is imported only when a pipeline is started
     from pipelines.voice import VoiceQuery
@@ -53,6 +59,8 @@ class VoiceBridge:
     def __init__(self, assistant: Assistant) -> None:
         self.assistant = assistant
         self.pipeline: Any = None
+        self.on_barge_in: Callable[[], None] | None = None
+        """Called when the wake word was heard over the daemon's own voice: stop speaking."""
 
     async def handle(self, query: VoiceQuery) -> None:
         """The pipeline's query handler: answer what was said (wake phrase stripped); the
@@ -92,6 +100,8 @@ class VoiceBridge:
             if not event.is_final:  # the final one is published with its query's id
                 self.assistant.bus.publish(PartialTranscript(event.text))
             return
+        if isinstance(event, WakeDetected) and event.barge_in and self.on_barge_in is not None:
+            self.on_barge_in()
         if isinstance(event, PipelineError):
             self.assistant.bus.publish(ErrorRaised(None, event.code, event.message))
         if isinstance(event, DeviceState) and event.state in ("lost", "open"):
@@ -126,6 +136,8 @@ class VoiceHost:
         bridge.assistant.on_muted.append(self.set_muted)  # the assistant holds mute
         self.hold: Callable[[], bool] | None = None
         """Asked as each microphone block arrives: True while the daemon's own voice plays."""
+        self.echo_reference: Any = None
+        """What the daemon's voice played (pipelines.echo.EchoReference), for barge-in."""
 
     @property
     def running(self) -> bool:
@@ -150,6 +162,7 @@ class VoiceHost:
         self.pipeline.set_muted(self._bridge.assistant.muted)
         if self.hold is not None:
             self.pipeline.hold = self.hold
+        self.pipeline.echo_reference = self.echo_reference
         self._bridge.pipeline = self.pipeline
         self._spawn("voice", self.pipeline.run)
 

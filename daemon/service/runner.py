@@ -39,6 +39,8 @@ from daemon.home.home import Home
 from daemon.service.metrics import MetricsServer
 from daemon.service.sd_notify import Notifier, feed_watchdog, watchdog_interval_s
 from daemon.speech.speaker import Speaker
+from pipelines.echo import EchoReference
+from pipelines.echo import available as echo_available
 
 log = logging.getLogger("tektra")
 
@@ -71,6 +73,16 @@ class Service:
         self.voice = VoiceHost(config, self.bridge, self.supervisor.spawn)
         self.speaker = Speaker(config.tts, self.bus)
         self.voice.hold = self.speaker.holding  # half duplex: never hear its own voice
+        wake = config.audio.wake
+        if wake.engine == "micro" and wake.barge_in and self.speaker.audible:
+            if echo_available():
+                # The wake word said over its voice stops it: the player's reference is
+                # cancelled out of what the wake-word detector hears.
+                self.speaker.player.reference = self.voice.echo_reference = EchoReference()
+            else:
+                log.warning("barge-in is off: libspeexdsp is not installed (libspeexdsp1)")
+        self.bridge.on_barge_in = self._barge_in
+        self._barging: set[asyncio.Task[None]] = set()
         self.speaker.on_answer_spoken = self.bridge.note_answered
         self.link: MqttLink | None = None
         self.satellites: SatelliteHub | None = None
@@ -229,6 +241,19 @@ class Service:
             if not waiting.done():
                 waiting.cancel()
         return waiting.done() and not waiting.cancelled() and waiting.result()
+
+    def _barge_in(self) -> None:
+        """The wake word was said over Tektra's voice: stop as the `stop` command does (silence,
+        and the answer being written is cancelled), then listen at once for the request."""
+
+        async def stop() -> None:
+            await self.speaker.stop()
+            self.assistant.stop(None)
+            self.speaker.player.release()
+
+        task = asyncio.create_task(stop(), name="tektra-barge-in")
+        self._barging.add(task)
+        task.add_done_callback(self._barging.discard)
 
     def _capture_signals(self) -> None:
         loop = asyncio.get_running_loop()

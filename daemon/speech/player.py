@@ -24,6 +24,7 @@ import numpy as np
 from daemon.core.errors import TektraError
 from daemon.speech.engines import Audio
 from pipelines.audio import Resampler
+from pipelines.echo import EchoReference
 from pipelines.microphone import in_daemon_thread, parse_device
 
 log = logging.getLogger("tektra.speech")
@@ -82,6 +83,9 @@ class Player:
         self._drained = asyncio.Event()
         self._drained.set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.reference: EchoReference | None = None
+        """Given every block played, silence too, and when it reaches the speaker: the echo
+        canceller's reference (barge-in). None when nothing cancels the echo."""
 
     # --- what the rest of the daemon asks --------------------------------------------------
 
@@ -145,6 +149,11 @@ class Player:
         self.stop()
         if self._stream is not None:
             await self._close("closed", "stopped")
+
+    def release(self) -> None:
+        """End the microphone's hold now, tail included: after a barge-in nothing more is
+        played, and the request said after the wake word must be heard."""
+        self._hold_until = 0.0
 
     async def drained(self) -> None:
         """Wait until every queued sample went to the device (or the device was lost)."""
@@ -225,12 +234,14 @@ class Player:
             left_s = self._queued / rate
             empty = not self._chunks
         out[filled:, 0] = 0.0
+        # The device says when this block reaches the speaker; behind a sound server that
+        # can be later than the latency the stream reported when it opened.
+        ahead = min(MAX_AHEAD_S, max(0.0, float(when.outputBufferDacTime - when.currentTime)))
+        now = time.monotonic()
+        if self.reference is not None:
+            self.reference.played(out[:, 0], rate, now + ahead)
         if filled:
-            # The device says when this block reaches the speaker; behind a sound server that
-            # can be later than the latency the stream reported when it opened.
-            ahead = min(MAX_AHEAD_S, max(0.0, float(when.outputBufferDacTime - when.currentTime)))
             self._hold(left_s + frames / rate + max(0.0, ahead - self._latency_s))
-            now = time.monotonic()
             for offset, callback in heard:
                 with contextlib.suppress(RuntimeError):  # a closed loop: the daemon is exiting
                     loop.call_soon_threadsafe(callback, now + ahead + offset / rate)

@@ -97,6 +97,11 @@ class WakeSettings(Section):
     follow_up_s: float = Field(8.0, ge=0.0, le=600.0)
     """After an answer, how long an utterance needs no wake phrase and continues the same
     conversation; a spoken request after it starts a new one."""
+    barge_in: bool = True
+    """`engine = "micro"`: the wake word said while Tektra speaks stops it (playback ends, the
+    answer is cancelled) and the request after it is heard. Tektra's own voice is cancelled
+    out of the microphone (speexdsp's echo canceller, Debian `libspeexdsp1`, with what the
+    player played as reference) for the wake word only; without libspeexdsp it is off."""
 
 
 class AudioSettings(Section):
