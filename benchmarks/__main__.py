@@ -90,11 +90,14 @@ REASONS: list[tuple[str, str]] = [
             "its first full stop, piper synthesising that sentence, and the output stream "
             "starting. On these 2 cores, shared while measuring with Whisper, llama.cpp and "
             "piper of both pipelines, the text alone arrives near 1 s; the audio cannot come "
-            "sooner than the text. The largest part that could go: a fresh output stream "
-            "starts with 0.3 s of silence (the player's lead-in, so its first syllable is not "
-            "swallowed) behind 0.2 s of device latency: playback start ~450 ms against "
-            "paplay's ~55 ms for HA. Opening the stream when speech starts, so the lead-in "
-            "plays during the hangover, would save most of it."
+            "sooner than the text. Done this session: the output stream opens when speech "
+            "starts, so a fresh stream's 0.3 s lead-in plays during the hangover (playback "
+            "start was ~450 ms). What is left of playback start (~300 ms against paplay's ~50 "
+            "ms for HA) is the 0.2 s output latency asked of PortAudio, kept so that ALSA's "
+            "PulseAudio plugin does not underrun while Whisper and llama.cpp hold both cores, "
+            "and the sound server's own buffer. Next: the model writing its first sentence "
+            "(~300 ms) and piper synthesising it (~260 ms) run one after the other; speaking "
+            "the first clause instead of the first sentence would overlap them."
         ),
     ),
     (
