@@ -157,7 +157,9 @@ async def test_pcm_pushed_at_48_khz_in_odd_sized_pieces_is_transcribed() -> None
 
     run = await run_pipeline(config(audio={"source": "none"}), body)
     assert run.transcripts == [words(expected("weather"))]
-    assert [e.reason for e in run.of(SpeechEnded)] == ["end_of_stream"]
+    # Closed by the pause in pushing, or sooner by a partial that heard it complete (the clip
+    # ends in ~0.4 s of its own silence): never left open waiting for more.
+    assert [e.reason for e in run.of(SpeechEnded)] in (["end_of_stream"], ["early"])
     assert len(run.queries[0].audio_wav) > len(float_to_wav(clip("weather"))) // 2
 
 

@@ -26,6 +26,16 @@ def heard_from(room: Room) -> str:
     return words(load_transcriber(SttSettings()).transcribe(room.heard_from_speaker()).text)
 
 
+def answered(recorder: MqttRecorder, satellite: str) -> str:
+    """The words of the hub's one answer to `satellite`: "you said" and its request. (What
+    tiny.en makes of a request cut at the wake word and heard through a room may differ by a
+    word; which room says the answer is what is tested.)"""
+    [answer] = recorder.on(topic(satellite, "answer"))
+    said = words(answer.json()["text"])
+    assert said.startswith("you said what time"), said
+    return said
+
+
 def silent(room: Room) -> bool:
     return float(np.max(np.abs(room.heard_from_speaker()), initial=0.0)) < 1e-3
 
@@ -64,16 +74,16 @@ async def test_each_satellite_speaks_its_own_answer_in_its_own_room(
 ) -> None:
     hub, kitchen, hall = await start_house(make_daemon, mosquitto, rooms)
     question = padded(tmp_path, QUESTION)
-    async with listening(mosquitto, [topic("+", "state")]) as recorder:
+    async with listening(mosquitto, [topic("+", "state"), topic("+", "answer")]) as recorder:
         # Asked in the kitchen only: the kitchen's loudspeaker answers, the hall's says nothing.
         assert kitchen.say(question).wait(60) == 0
         await spoken_to_its_end(recorder, "kitchen")
-        assert heard_from(kitchen) == "you said what time is it"
+        assert heard_from(kitchen) == answered(recorder, "kitchen")
         assert silent(hall)
         # Asked in the hall: the hall answers.
         assert hall.say(question).wait(60) == 0
         await spoken_to_its_end(recorder, "hall")
-        assert heard_from(hall) == "you said what time is it"
+        assert heard_from(hall) == answered(recorder, "hall")
     assert hub.stop() == 0
 
 
@@ -94,7 +104,9 @@ async def test_one_wake_heard_in_two_rooms_is_answered_once_by_the_louder(
         cancel = await recorder.wait_for(lambda m: m.topic == topic("hall", "cancel"))
         await recorder.wait_until(lambda: states(recorder, "hall")[-1:] == ["idle"])
         assert cancel.json()["reason"] == "satellite kitchen heard it louder"
-        assert heard_from(kitchen) == "you said what time is it"
+        # The kitchen's loudspeaker said the hub's answer (what tiny.en made of a request cut
+        # at the wake word and heard through two rooms may differ a word: that is not the test).
+        assert heard_from(kitchen) == answered(recorder, "kitchen")
         assert silent(hall)
         assert "waiting" not in states(recorder, "hall")  # its request never left the hall
         assert len(recorder.on(topic("kitchen", "answer"))) == 1
