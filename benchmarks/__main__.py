@@ -30,7 +30,7 @@ REASONS: list[tuple[str, str]] = [
     (
         "p",  # p50 and p95 of end of speech -> first chunk
         (
-            "End of speech -> first chunk (p50 <= 0.6 s, p95 <= 1.0 s): speculation can end a "
+            "End of speech -> first chunk (p50 <= 0.6 s, p95 <= 0.9 s): speculation can end a "
             "request only once a transcript of all that was said exists. The pause partial "
             "that makes it starts after Silero's lag past the last voiced sample (median 70 ms "
             "on the fixtures), three silent 32 ms frames (96 ms: gaps between words reach two) "

@@ -187,8 +187,8 @@ def run(rounds: int = 1, limit: int | None = None) -> tuple[Section, dict[str, d
             Figure(
                 f"p95, {label}",
                 f"{p95(totals):.0f} ms",
-                "≤ 1000 ms",
-                p95(totals) <= 1000,
+                "≤ 900 ms",
+                p95(totals) <= 900,
                 "end of speech = last voiced sample of the WAV",
             ),
         ]
