@@ -84,3 +84,35 @@ async def test_without_speculation_the_stream_is_transcribed_at_its_end() -> Non
     heard = await stream.finish()
     assert normalise(heard.text) == normalise(EXPECTED["weather.wav"]["expected"])
     assert (stream.reused, stream.speculation.partials) == (False, [])
+
+
+async def test_words_sent_ahead_of_real_time_after_a_partial_are_not_lost() -> None:
+    # Live at first: a partial hears "turn on the kitchen lights" in the pause after it. Then the
+    # client sends the rest of its buffer at once (ahead of real time, so the VAD is not run on
+    # it as it comes): the end still hears the second request, not just the partial's.
+    clock = [0.0]
+    stream = await transcription(speculative=True, clock=clock)
+    first = request_then_silence("kitchen_lights", 1.5)
+    for start in range(0, len(first), CHUNK):
+        clock[0] += CHUNK / RATE
+        await stream.feed(first[start : start + CHUNK])
+        await stream.settled()
+    assert stream.speculation.partials  # the pause's partial ran
+    # A second of silence first: the half second of it within real time's reach is all that
+    # could be scored as it came.
+    second = np.concatenate([np.zeros(RATE, np.float32), request_then_silence("garage", 0.7)])
+    for start in range(0, len(second), CHUNK):
+        await stream.feed(second[start : start + CHUNK])  # the clock stands still
+    heard = await stream.finish()
+    assert stream.reused is False
+    assert normalise(EXPECTED["garage.wav"]["expected"]) in normalise(heard.text)
+
+
+async def test_a_recording_sent_faster_than_real_time_is_not_given_to_the_vad() -> None:
+    stream = await transcription(speculative=True, clock=[0.0])  # the clock stands still
+    audio = request_then_silence("garage", 0.7)
+    for start in range(0, len(audio), CHUNK):
+        await stream.feed(audio[start : start + CHUNK])
+    # The first half second is within real time's reach; nothing after it was scored.
+    assert stream.heard <= RATE // 2 + CHUNK
+    assert normalise((await stream.finish()).text) == normalise(EXPECTED["garage.wav"]["expected"])

@@ -58,6 +58,8 @@ class StreamTranscription:
         self.samples = 0
         self.scored = 0
         """Samples the VAD has scored (whole frames)."""
+        self.heard = 0
+        """Samples given to the VAD: behind `samples` while the stream runs ahead of real time."""
         self.voiced_end = 0
         """Samples up to the end of the last frame heard as speech."""
         self.partial: asyncio.Task[None] | None = None
@@ -74,23 +76,34 @@ class StreamTranscription:
         self.samples += len(audio)
         if self.vad is None:
             return
-        if len(audio) <= INLINE_VAD_SAMPLES:
-            frames = self.vad.process(audio)
-        else:
-            frames = await asyncio.to_thread(self.vad.process, audio)
-        for frame, probability in frames:
-            self.scored += len(frame)
-            if probability >= self.threshold:
-                self.voiced_end = self.scored
-        live = self.samples / RATE - (self._clock() - self._began) <= AHEAD_S
+        if self.samples / RATE - (self._clock() - self._began) > AHEAD_S:
+            # Ahead of real time no partial starts, so the VAD's answer would go unused: it
+            # scores what it missed if the stream falls back to speaking pace.
+            return
+        await self._score(audio if self.heard == self.samples - len(audio) else None)
         spec, voiced = self.speculation, self.voiced_end
         # Nothing said since the newest partial: another one would only hear more silence.
         fresh = voiced > (spec.partials[-1].covered if spec.partials else 0)
-        if live and fresh and spec.due(self.samples, voiced, self.samples - voiced):
+        if fresh and spec.due(self.samples, voiced, self.samples - voiced):
             self.speculation.start(self.samples)
             self.partial = asyncio.create_task(
                 self._partial(self.audio()), name="tektra-wyoming-partial"
             )
+
+    async def _score(self, unheard: Samples | None = None) -> None:
+        """Run the VAD over the audio it has not heard (`unheard` when that is all of it)."""
+        assert self.vad is not None
+        if unheard is None:
+            unheard = self.audio()[self.heard :]
+        self.heard = self.samples
+        if len(unheard) <= INLINE_VAD_SAMPLES:
+            frames = self.vad.process(unheard)
+        else:
+            frames = await asyncio.to_thread(self.vad.process, unheard)
+        for frame, probability in frames:
+            self.scored += len(frame)
+            if probability >= self.threshold:
+                self.voiced_end = self.scored
 
     def audio(self) -> Samples:
         if len(self.pieces) > 1:
@@ -105,6 +118,8 @@ class StreamTranscription:
     async def finish(self) -> Recognition:
         """The transcript of the whole stream: the newest partial when it heard every voiced
         sample (waiting for it when it is in flight and will have), else one run now."""
+        if self.vad is not None and self.partial is not None and self.heard < self.samples:
+            await self._score()  # a partial is judged against every voiced sample, late ones too
         spec, voiced = self.speculation, self.voiced_end
         text = spec.final_text(voiced) if voiced else None
         if text is None and self.partial is not None and (spec.started_at or 0) >= voiced > 0:
