@@ -176,6 +176,7 @@ async def test_a_full_outbox_drops_the_oldest_and_counts_it(
     async with listening(mosquitto, [f"{BASE}/response"], **session) as mqtt:
         await asyncio.sleep(0.1)
     client = await SocketClient.connect(daemon.socket)
+    await _until(client, lambda mqtt: mqtt["connected"] is True)
     mosquitto.stop()
     await _until(client, lambda mqtt: mqtt["connected"] is False)
     for i in range(4):

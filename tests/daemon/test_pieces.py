@@ -38,6 +38,8 @@ async def test_outbox_does_not_keep_live_chunks_while_the_broker_is_away() -> No
     box.connected = True
     box.put(message(3, keep=False))
     assert [m.topic for m in box._items] == ["t/2", "t/3"]
+    box.connected = False  # the link dropped: the queued chunk is stale, the answer waits
+    assert ([m.topic for m in box._items], box.dropped) == (["t/2"], 0)
 
 
 async def test_outbox_ack_of_a_message_dropped_meanwhile_forgets_nothing_else() -> None:

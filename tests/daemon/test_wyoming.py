@@ -184,7 +184,9 @@ async def errors_and_then(port: int, events: list[Event]) -> tuple[list[Error], 
     """Send `events`, then a `ping` on the same connection: the errors, and then the pong (or
     None when the server ended the connection)."""
     found: list[Error] = []
-    async with AsyncTcpClient("127.0.0.1", port) as client:
+    client = AsyncTcpClient("127.0.0.1", port)
+    await client.connect()
+    try:
         for event in events:
             await client.write_event(event)
         with contextlib.suppress(ConnectionError):  # the server may have hung up already
@@ -194,6 +196,10 @@ async def errors_and_then(port: int, events: list[Event]) -> tuple[list[Error], 
             if reply is None or not Error.is_type(reply.type):
                 return found, reply
             found.append(Error.from_event(reply))
+    finally:
+        # The ping may still sit in the buffer of a connection the server ended: closing says so.
+        with contextlib.suppress(ConnectionError):
+            await client.disconnect()
 
 
 START = AudioStart(rate=16000, width=2, channels=1).event()

