@@ -7,7 +7,9 @@ lights" pushed as PCM (`push_audio` with `end`, so no silence hangover), timed f
 audio to the bulb receiving its command: speech-to-text, matching and publishing. From the
 microphone: the same clip played into a PulseAudio virtual microphone that a second daemon listens
 to, timed from the clip's last voiced sample (as the sink recorded it) to the bulb receiving its
-command: the whole way, hangover included.
+command: the whole way, hangover included. Beside it, clip by clip, Home Assistant's pipeline
+built from its own pieces (benchmarks.ha_pipeline) listens to a microphone of its own and turns
+the same bulb on.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +36,11 @@ from benchmarks.common import (
     read_wav,
     virtual_microphone,
 )
+from benchmarks.ha_pipeline import DefaultAgent, listen
 from benchmarks.service import MODEL
+from benchmarks.stt import THREADS, start_wyoming
+from daemon.core.config.schema import SttSettings
+from pipelines.stt import model_dir
 from tests.daemon.conftest import Daemon, Mosquitto, free_port
 from tests.daemon.devices import Device, running, z2m_light
 from tests.pipelines.conftest import Pulse, silence, write_stream
@@ -113,53 +120,88 @@ async def _measure(socket: Path, broker: Mosquitto, rounds: int) -> tuple[list[f
 
 
 async def _by_microphone(
-    socket: Path, broker: Mosquitto, pulse: Pulse, work: Path, rounds: int, misses: list[int]
-) -> list[float]:
+    socket: Path,
+    broker: Mosquitto,
+    pulses: tuple[Pulse, Pulse],
+    stt_port: int,
+    work: Path,
+    rounds: int,
+    misses: dict[str, list[int]],
+) -> tuple[list[float], list[float]]:
+    """Tektra and HA's pipeline, alternating clip by clip, each on its own microphone."""
     received: list[float] = []
     arrived = asyncio.Event()
     light = _timed_light(received, arrived)
     clip = read_wav(AUDIO / "kitchen_lights.wav")
     wav = write_stream(work / "kitchen.wav", silence(0.3), clip)
-    times: list[float] = []
-    async with running(broker.client(), [light]), SinkRecorder(pulse) as ear:
+    agent = DefaultAgent({"Kitchen Light": "kitchen"})
+    times: dict[str, list[float]] = {"tektra": [], "ha": []}
+    async with (
+        running(broker.client(), [light]),
+        broker.client() as home_assistant,  # HA's MQTT integration, connected all along
+        SinkRecorder(pulses[0]) as ear,
+        SinkRecorder(pulses[1]) as ha_ear,
+    ):
+
+        async def ha_side() -> subprocess.Popen[bytes]:
+            heard = await listen(ha_ear, pulses[1], stt_port, wav)
+            for name in agent.turn_on(heard.text):
+                await home_assistant.publish(f"zigbee2mqtt/{name}/set", b'{"state": "ON"}', 1)
+            return heard.player
+
+        async def tektra_side() -> subprocess.Popen[bytes]:
+            return pulses[0].play(wav)
+
         await asyncio.sleep(3.0)  # discovery reaches the daemon; its microphone delivers audio
         for n in range(rounds + 1):  # the first is a warm-up
-            count, start = len(received) + 1, ear.count
-            player = pulse.play(wav)
-            try:
-                at = await asyncio.wait_for(_received(received, arrived, count), 30)
-            except TimeoutError:  # misheard, and so answered by the model: no command
-                print(f"home bench: no command after round {n}", file=sys.stderr)
-                misses.append(n)
-                continue
-            finally:
-                await asyncio.to_thread(player.wait, 30)
-            eos, _ = heard_in_recording(ear.audio(start), clip)
-            if n:
-                times.append(at - ear.clock(start + eos))
-            await _request(socket, {"id": n, "cmd": "ask", "text": "turn off the kitchen light"})
-            await asyncio.sleep(1.0)
-    return times
+            for side, recorder, play in (("tektra", ear, tektra_side), ("ha", ha_ear, ha_side)):
+                count, start = len(received) + 1, recorder.count
+                player = None
+                try:
+                    async with asyncio.timeout(30):
+                        player = await play()
+                        at = await _received(received, arrived, count)
+                except TimeoutError:  # misheard (Tektra: answered by the model): no command
+                    print(f"home bench: {side}: no command in round {n}", file=sys.stderr)
+                    misses[side].append(n)
+                    continue
+                finally:
+                    if player is not None:
+                        await asyncio.to_thread(player.wait, 30)
+                eos, _ = heard_in_recording(recorder.audio(start), clip)
+                if n:
+                    times[side].append(at - recorder.clock(start + eos))
+                off = {"id": n, "cmd": "ask", "text": "turn off the kitchen light"}
+                await _request(socket, off)
+                await asyncio.sleep(1.0)
+    return times["tektra"], times["ha"]
 
 
-def from_microphone(rounds: int, misses: list[int]) -> list[float]:
-    """End of speech → command published, the daemon listening to a virtual microphone."""
-    with virtual_microphone() as (pulse, root):
+def from_microphone(rounds: int, misses: dict[str, list[int]]) -> tuple[list[float], list[float]]:
+    """End of speech → command published: the daemon listening to a virtual microphone, and HA's
+    pipeline listening to another."""
+    with virtual_microphone() as (pulse, root), virtual_microphone() as (ha_pulse, _):
         broker = Mosquitto(root, free_port())
         broker.start()
         socket = Path(tempfile.mkdtemp(prefix="tkm", dir="/tmp")) / "t.sock"
         config = root / "models.toml"
         config.write_text(
             f'[daemon]\nsocket = "{socket}"\npreset = "fast"\n[audio]\nsource = "auto"\n'
+            f"[stt]\nthreads = {THREADS}\n"
             f'[audio.wake]\nfollow_up_s = 0\n[tts]\nengine = "none"\n'
             f'[mqtt]\nbroker = "{broker.url}"\n' + MODEL
         )
         daemon = Daemon(config, socket, root, env=pulse.env)
+        stt_process, stt_port = start_wyoming(model_dir(SttSettings(threads=THREADS)), root)
         try:
             daemon.start()
-            return asyncio.run(_by_microphone(socket, broker, pulse, root, rounds, misses))
+            return asyncio.run(
+                _by_microphone(socket, broker, (pulse, ha_pulse), stt_port, root, rounds, misses)
+            )
         finally:
             daemon.stop()
+            stt_process.terminate()
+            stt_process.wait(10)
             broker.stop()
 
 
@@ -176,8 +218,14 @@ def run(rounds: int = 5) -> Section:
         finally:
             daemon.stop()
             broker.stop()
-    misses: list[int] = []
-    heard = from_microphone(rounds, misses) or [float("nan")]
+    misses: dict[str, list[int]] = {"tektra": [], "ha": []}
+    heard, ha_heard = from_microphone(rounds, misses)
+    heard, ha_heard = heard or [float("nan")], ha_heard or [float("nan")]
+    ratio = median(heard) / median(ha_heard)
+    how = (
+        "{} × end of speech (recorded) → the bulb's command topic receives it; "
+        "{} times no command came (misheard)"
+    )
     return Section(
         "Acting on the home: request → device command published",
         [
@@ -196,8 +244,20 @@ def run(rounds: int = 5) -> Section:
                 f"{median(heard) * 1000:.0f} ms",
                 "≤ 500 ms",
                 median(heard) <= 0.5,
-                f"{len(heard)} × end of speech (recorded) → the bulb's command topic receives "
-                f"it; {len(misses)} times no command came (misheard)",
+                how.format(len(heard), len(misses["tektra"])),
+            ),
+            Figure(
+                "spoken into the microphone, HA pipeline (p50)",
+                f"{median(ha_heard) * 1000:.0f} ms",
+                how=how.format(len(ha_heard), len(misses["ha"]))
+                + "; its segmenter, wyoming-faster-whisper, hassil with home-assistant-intents",
+            ),
+            Figure(
+                "device command: Tektra / HA",
+                f"{ratio:.2f}",
+                "< 1",
+                ratio < 1,
+                "p50 / p50, the two alternating clip by clip in the same run",
             ),
         ],
     )

@@ -50,14 +50,12 @@ from benchmarks.common import (
     speech_clips,
     virtual_microphone,
 )
+from benchmarks.ha_pipeline import listen
 from benchmarks.stt import THREADS, free_port, start_wyoming, wait_for_port
 from daemon.core.config.schema import SttSettings
 from daemon.core.sources import package_dir
 from daemon.speech.text import SentenceSplitter
-from pipelines.audio import pcm_to_float
-from pipelines.segmenter import SpeechSegmenter, UtteranceEnded
 from pipelines.stt import model_dir
-from pipelines.vad import shared_vad
 from tests.daemon.conftest import Daemon
 from tests.pipelines.conftest import Pulse, silence, write_stream
 
@@ -217,44 +215,10 @@ async def _home_assistant(
     n: int,
     work: Path,
 ) -> Run:
-    from wyoming.asr import Transcribe, Transcript
-    from wyoming.audio import AudioChunk, AudioStart, AudioStop
-    from wyoming.client import AsyncTcpClient
-
     stt_port, tts_port = ports
     start = recorder.count
-    pieces: asyncio.Queue[bytes] = asyncio.Queue()
-    vad = shared_vad().stream()
-    segmenter = SpeechSegmenter(min_speech_s=0.3, min_silence_s=0.7, pre_roll_s=0.0)
-    recorder.listeners.append(pieces.put_nowait)
-    try:
-        async with AsyncTcpClient("127.0.0.1", stt_port) as client:
-            await client.write_event(Transcribe(language="en").event())
-            await client.write_event(AudioStart(rate=RATE, width=2, channels=1).event())
-            player = pulse.play(wav)
-            ended = False
-            async with asyncio.timeout(30):
-                while not ended:
-                    piece = await pieces.get()
-                    chunk = AudioChunk(rate=RATE, width=2, channels=1, audio=piece)
-                    await client.write_event(chunk.event())
-                    for frame, prob in vad.process(pcm_to_float(piece)):
-                        events = segmenter.process(frame, prob)
-                        ended = ended or any(isinstance(e, UtteranceEnded) for e in events)
-            segmented = time.perf_counter()
-            await client.write_event(AudioStop().event())
-            text = ""
-            while True:
-                event = await asyncio.wait_for(client.read_event(), 60)
-                if event is None:
-                    raise RuntimeError("wyoming-faster-whisper closed the connection")
-                if Transcript.is_type(event.type):
-                    text = Transcript.from_event(event).text
-                    break
-            transcribed = time.perf_counter()
-    finally:
-        recorder.listeners.remove(pieces.put_nowait)
-    answer, first_chunk, answered = await _ask(llm, text, n)
+    heard = await listen(recorder, pulse, stt_port, wav)
+    answer, first_chunk, answered = await _ask(llm, heard.text, n)
     pcm, rate = await _synthesise(tts_port, answer or "I have no answer.")
     synthesised = time.perf_counter()
     path = work / f"ha-answer-{n}.wav"
@@ -263,7 +227,7 @@ async def _home_assistant(
         out.setsampwidth(2)
         out.setframerate(rate)
         out.writeframes(pcm)
-    await asyncio.to_thread(player.wait, 30)
+    await asyncio.to_thread(heard.player.wait, 30)
     speaker = pulse.play(path)
     await asyncio.to_thread(speaker.wait, 60)
     await asyncio.sleep(0.2)
@@ -272,8 +236,8 @@ async def _home_assistant(
         raise RuntimeError("Home Assistant's answer was not heard")
     eos_at, heard_at = recorder.clock(start + eos), recorder.clock(start + audible)
     order = [
-        ("hangover", segmented),
-        ("speech-to-text", transcribed),
+        ("hangover", heard.segmented),
+        ("speech-to-text", heard.transcribed),
         ("first token", first_chunk),
         ("text to speak", answered),  # the whole answer
         ("synthesis", synthesised),
