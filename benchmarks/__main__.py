@@ -7,6 +7,7 @@ import sys
 import tempfile
 import textwrap
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 from benchmarks import (
@@ -14,6 +15,7 @@ from benchmarks import (
     latency,
     overhead,
     service,
+    soak,
     spoken,
     stt,
     ttft,
@@ -130,6 +132,14 @@ REASONS: list[tuple[str, str]] = [
         ),
     ),
     (
+        "RSS drift while listening",
+        (
+            "RSS flat over an hour: the daemon's memory grew while it only listened; the "
+            "samples (one a minute) are in the log of the run, and growth that keeps on with "
+            "time is a leak to find with tracemalloc in the capture and VAD paths."
+        ),
+    ),
+    (
         "CPU while listening",  # to silence and to a quiet room
         (
             "Idle <= 1 % of a core: with the energy gate Silero is paused in stationary silence "
@@ -194,6 +204,12 @@ def main() -> None:
     )
     parser.add_argument("--clients", type=int, default=8, help="socket clients asking at once")
     parser.add_argument(
+        "--soak-s",
+        type=float,
+        default=3600.0,
+        help="seconds a listening daemon is watched for memory growth, beside the other sections",
+    )
+    parser.add_argument(
         "--only",
         action="append",
         metavar="SECTION",
@@ -204,15 +220,22 @@ def main() -> None:
 
     stages: dict[str, dict[str, float]] = {}
     sections: list[Section] = []
-    with tempfile.TemporaryDirectory() as data:
+    with tempfile.TemporaryDirectory() as data, ExitStack() as stack:
         table = sections_to_run(args, Path(data), stages)
-        unknown = sorted(set(args.only or ()) - set(table))
+        unknown = sorted(set(args.only or ()) - set(table) - {"soak"})
         if unknown:
-            parser.error(f"unknown section {', '.join(unknown)}; known: {', '.join(table)}")
+            known = ", ".join([*table, "soak"])
+            parser.error(f"unknown section {', '.join(unknown)}; known: {known}")
+        # The hour of listening starts first and runs beside every other section.
+        soaking = None
+        if args.only is None or "soak" in args.only:
+            soaking = stack.enter_context(soak.Soak(args.soak_s))
         for name, measure in table.items():
             if args.only is None or name in args.only:
                 measured = measure()
                 sections += measured if isinstance(measured, list) else [measured]
+        if soaking is not None:
+            sections.append(soaking.section())
     sections.append(not_met(sections))
 
     if args.only and args.out is None:

@@ -28,7 +28,7 @@ MODEL = (
 )
 
 
-def _config(work: Path, socket: Path, audio: str) -> Path:
+def daemon_config(work: Path, socket: Path, audio: str) -> Path:
     path = work / "models.toml"
     path.write_text(
         f'[daemon]\nsocket = "{socket}"\npreset = "fast"\n[audio]\nsource = "{audio}"\n'
@@ -54,7 +54,7 @@ def idle(duration_s: float) -> Section:
         noise = np.random.default_rng(0).standard_normal(round((duration_s + 10) * 16000))
         room = write_stream(root / "room.wav", (noise * 10 ** (NOISE_DBFS / 20)).astype(np.float32))
         socket = Path(tempfile.mkdtemp(prefix="tki", dir="/tmp")) / "t.sock"
-        daemon = Daemon(_config(root, socket, "auto"), socket, root, env=pulse.env)
+        daemon = Daemon(daemon_config(root, socket, "auto"), socket, root, env=pulse.env)
         try:
             daemon.start()
             assert daemon.process is not None
@@ -128,7 +128,7 @@ def concurrency(clients: int = 8) -> Section:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         socket = Path(tempfile.mkdtemp(prefix="tkc", dir="/tmp")) / "t.sock"
-        daemon = Daemon(_config(root, socket, "none"), socket, root)
+        daemon = Daemon(daemon_config(root, socket, "none"), socket, root)
         try:
             daemon.start()
             asyncio.run(_burst(socket, 1))  # warm-up
