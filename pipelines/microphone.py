@@ -32,6 +32,23 @@ PORTAUDIO_TIMEOUT_S = 15.0
 T = TypeVar("T")
 
 
+QUIET_BATCH = 3
+"""Quiet blocks handed over together while the VAD is paused: a third of the loop's wake-ups
+in a silent room, and no delay where it matters (a louder block goes at once)."""
+PIECE = 400  # samples: 25 ms, shorter than the VAD's 32 ms frame, so no frame's loudness hides
+
+
+def _quieter_than(block: Samples, limit: float) -> bool:
+    """Every 25 ms piece of `block` is below half of `limit` RMS (half: the VAD measures other
+    windows of the same audio, and a block it would open the gate on must not wait)."""
+    whole = len(block) // PIECE * PIECE
+    pieces = block[:whole].reshape(-1, PIECE)
+    energy = np.einsum("ij,ij->i", pieces, pieces) / PIECE
+    tail = block[whole:]
+    loudest = max(float(energy.max(initial=0.0)), float(np.mean(tail * tail)) if len(tail) else 0.0)
+    return loudest < (limit / 2) ** 2
+
+
 def parse_device(source: str) -> int | str | None:
     """`auto` → the default input (None); digits → an index; anything else → a name (substring)."""
     if source == "auto":
@@ -89,6 +106,10 @@ class Microphone:
     ) -> None:
         self.source = source
         self.block_ms = block_ms
+        self.quiet_below: float | None = None
+        """Set from the loop while its VAD has paused in a stationary silence: blocks quieter
+        than this RMS throughout are handed over QUIET_BATCH at a time (nothing waits for them,
+        and each hand-over wakes the loop); a louder block goes at once, after those before it."""
         self._device = parse_device(source)
         self._deliver = deliver
         self._on_state = on_state
@@ -151,11 +172,22 @@ class Microphone:
             # The device will not run at 16 kHz: take its own rate and convert here.
             rate = int(sd.query_devices(self._device, "input")["default_samplerate"])
         resample = Resampler(rate)
+        quiet: list[Samples] = []
 
         def callback(indata: Any, frames: int, when: Any, status: Any) -> None:
             # PortAudio's thread: copy (the buffer is reused), convert, hand over, return quickly.
             self._last_block = time.monotonic()
             block = resample(np.array(indata[:, 0], dtype=np.float32))
+            limit = self.quiet_below
+            if limit is not None and _quieter_than(block, limit):
+                quiet.append(block)
+                if len(quiet) < QUIET_BATCH:
+                    return
+            elif quiet:
+                quiet.append(block)
+            if quiet:
+                block = np.concatenate(quiet)
+                quiet.clear()
             try:
                 loop.call_soon_threadsafe(self._deliver, block)
             except RuntimeError as exc:  # the loop is closed: the daemon is shutting down

@@ -128,6 +128,14 @@ class VadStream:
         """Silero is paused: the stream is in stationary silence."""
         return self._gated
 
+    @property
+    def quiet_limit(self) -> float | None:
+        """While gated: the RMS a frame must reach to open the gate (None while Silero runs)."""
+        return self._limit() if self._gated else None
+
+    def _limit(self) -> float:
+        return min(max(QUIET_RMS, self._floor * GATE_FLOOR_RATIO), LOUD_RMS)
+
     def process(self, chunk: Samples, *, may_gate: bool = True) -> list[tuple[Samples, float]]:
         """Each complete 512-sample frame of `pending + chunk` with its speech probability (while
         gated, up to HOLD frames of it come back with the next chunk instead). `may_gate=False`
@@ -141,7 +149,7 @@ class VadStream:
         if not self._gate:
             return self._score(frames)
         rms = np.sqrt(np.einsum("ij,ij->i", frames, frames) / FRAME)
-        limit = min(max(QUIET_RMS, self._floor * GATE_FLOOR_RATIO), LOUD_RMS)
+        limit = self._limit()
         quiet = bool(np.all(rms < limit))
         if self._gated and quiet:
             self._follow_floor(rms)

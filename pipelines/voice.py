@@ -54,7 +54,7 @@ from pipelines.events import (
     WakeDetected,
 )
 from pipelines.fusion import wants_images
-from pipelines.microphone import Microphone
+from pipelines.microphone import QUIET_BATCH, Microphone
 from pipelines.segmenter import SegmentEvent, SpeechSegmenter, UtteranceEnded, UtteranceStarted
 from pipelines.speculative import Speculation
 from pipelines.stt import Recognition, Transcriber, load_transcriber
@@ -176,6 +176,7 @@ class VoicePipeline:
         """What the daemon plays (set with `hold`): with it, `[audio.wake] barge_in` hears the
         wake word over the daemon's own voice, echo cancelled, while the VAD is held."""
         self._barge_in: BargeIn | None = None
+        self._microphone: Microphone | None = None
         self._busy = False
         self._working = 0  # VAD batches in progress
         self._answers: set[asyncio.Task[None]] = set()
@@ -279,10 +280,10 @@ class VoicePipeline:
         if source.startswith("file:"):
             tasks["tektra-voice-replay"] = self._replay(Path(source[len("file:") :]))
         elif source != "none":
-            microphone = Microphone(
+            self._microphone = Microphone(
                 source, self._deliver_capture, self._emit_event, self._audio.block_ms
             )
-            tasks["tektra-voice-microphone"] = microphone.run()
+            tasks["tektra-voice-microphone"] = self._microphone.run()
         if self.camera is not None:
             tasks["tektra-camera"] = self.camera.run()
         try:
@@ -295,6 +296,8 @@ class VoicePipeline:
     def _deliver_capture(self, block: Samples) -> None:
         # Asked as the block arrives, not when the VAD reaches it (it may be behind).
         held = self.hold()
+        if held and self._microphone is not None:
+            self._microphone.quiet_below = None  # barge-in hears every block as it comes
         if held and self._barge_in is not None and (wake := self._barge_in.hear(block)):
             # Said over the daemon's voice: it stops (on this event); the request after needs
             # no second wake word.
@@ -361,10 +364,15 @@ class VoicePipeline:
                     # A capture block's few frames take a fraction of a millisecond: scored
                     # right here, as a thread hop there and back would cost more than the work.
                     # Larger chunks (pushed or replayed audio) go to a worker thread.
-                    if len(chunk) <= INLINE_VAD_SAMPLES:
+                    # Quiet blocks handed over together while the VAD is paused cost a dot
+                    # product a frame: inline too.
+                    quiet = lane.vad.gated and len(chunk) <= QUIET_BATCH * INLINE_VAD_SAMPLES
+                    if len(chunk) <= INLINE_VAD_SAMPLES or quiet:
                         events = lane.feed(chunk)
                     else:
                         events = await asyncio.to_thread(lane.feed, chunk)
+                    if name == CAPTURE and self._microphone is not None and not self.hold():
+                        self._microphone.quiet_below = lane.vad.quiet_limit
                     for event in events:
                         if isinstance(event, _HeardWake):
                             self._on_wake(lane, event)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+import sys
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,27 @@ from daemon.models.backends.registry import BackendRegistry
 from tests.plugin_backend import write_distribution
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None]:
+    outcome = yield
+    if call.when == "call" and outcome.get_result().failed:  # type: ignore[attr-defined]
+        item.stash[FAILED] = True
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None]:
+    yield
+    if item.stash.get(FAILED, False):
+        # A test that failed half-way leaves its clients' sockets open; collected here, their
+        # warnings are not blamed on whichever test the garbage collector happens to run in.
+        hook, sys.unraisablehook = sys.unraisablehook, lambda _: None
+        try:
+            gc.collect()
+        finally:
+            sys.unraisablehook = hook
 
 
 def png(width: int = 64, height: int = 48, value: int = 200) -> bytes:

@@ -11,12 +11,15 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from daemon.core.config.schema import TektraConfig
 from daemon.models.backends.registry import BackendRegistry
 from daemon.models.manager.manager import Query, UnifiedModelManager
+from pipelines.audio import RATE
 from pipelines.events import DeviceState, FramesDropped
+from pipelines.microphone import Microphone
 from pipelines.voice import VoiceQuery
 from tests.conftest import SMOLLM2_SOURCE
 from tests.pipelines.conftest import (
@@ -174,3 +177,36 @@ async def test_asking_what_the_camera_sees_attaches_the_latest_frame_for_an_imag
     assert isinstance(recorded, RecordingBackend)
     (sent,) = recorded.generations()[0].images  # the manager may re-encode it: compare pixels
     assert colour_of(decode_jpeg(sent)) == "red"
+
+
+async def test_while_the_vad_is_paused_quiet_blocks_come_three_at_a_time_and_a_loud_one_at_once(
+    pulse: Pulse, tmp_path: Path
+) -> None:
+    chunks: list[np.ndarray] = []
+    states: list[str] = []
+    microphone = Microphone("auto", chunks.append, lambda e: states.append(e.state))
+    microphone.quiet_below = 0.01  # what the VAD's gate says while it is closed
+    rng = np.random.default_rng(0)
+    tone = 0.3 * np.sin(np.arange(RATE) * 2 * np.pi * 440 / RATE).astype(np.float32)
+    hiss = (1e-4 * rng.standard_normal(3 * RATE)).astype(np.float32)  # a quiet room
+    wav = write_stream(tmp_path / "hiss-then-tone.wav", hiss, tone, silence(0.5))
+    task = asyncio.create_task(microphone.run())
+    try:
+        await wait_for(lambda: "open" in states, 30, "the microphone")
+        chunks.clear()
+        player = pulse.play(wav)
+        await asyncio.to_thread(player.wait, 30)
+        await wait_for(lambda: any(np.abs(c).max() > 0.1 for c in chunks), 10, "the tone")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    block = RATE // 10
+    loud = [i for i, c in enumerate(chunks) if np.abs(c).max() > 0.1]
+    # Before the tone: three 100 ms blocks per hand-over.
+    assert {len(c) for c in chunks[: loud[0]]} == {3 * block}
+    # The first loud block did not wait for more: it ends its hand-over, with the quiet blocks
+    # that came before it, and every loud block after it comes alone.
+    first = chunks[loud[0]]
+    assert len(first) in (block, 2 * block, 3 * block)
+    assert np.abs(first[-block:]).max() > 0.1
+    assert {len(chunks[i]) for i in loud[1:]} == {block}

@@ -64,7 +64,10 @@ async def test_a_complete_partial_ends_the_utterance_without_waiting_for_more_au
     # the whole request, and its arrival ends the utterance ("early"). Without more audio to
     # look at, the utterance would wait until the lane went quiet for the whole hangover.
     pcm = float_to_pcm(np.concatenate([silence(0.3), clip("kitchen_lights"), silence(0.6)]))
-    cfg = config(audio={"source": "none", "vad": SLOW_VAD})
+    # The lane counts as gone quiet after min_silence_ms without audio: longer than any partial
+    # run takes on a busy machine.
+    vad = {**SLOW_VAD, "min_silence_ms": 10_000}
+    cfg = config(audio={"source": "none", "vad": vad})
 
     async def body(run: Run) -> None:
         run.pipeline.push_pcm(pcm)

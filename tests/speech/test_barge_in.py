@@ -9,9 +9,11 @@ Every wait is on a condition (an event, audio recorded), never on a fixed time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -132,8 +134,13 @@ async def test_tektra_s_own_voice_never_wakes_it(
     # Then a person says something without the wake word: once it is ignored, every block the
     # microphone heard while Tektra spoke (and the hold after) has been through the detector.
     person = write_stream(tmp_path / "person.wav", silence(2.0), clip("radio"), silence(1.0))
-    assert await asyncio.to_thread(pulse.play(person).wait, 30) == 0
-    ignored = await events.until("pipeline", name="TranscriptIgnored")
+    ignored: dict[str, Any] | None = None
+    for _ in range(3):  # said again if not heard at all (a microphone stream stalled and reopened)
+        assert await asyncio.to_thread(pulse.play(person).wait, 30) == 0
+        with contextlib.suppress(TimeoutError):
+            ignored = await events.until("pipeline", timeout_s=20, name="TranscriptIgnored")
+            break
+    assert ignored is not None, "the person was never heard"
     assert ignored["data"]["reason"] == "no_wake"
     pipeline = [data["name"] for kind, data in events.seen if kind == "pipeline"]
     assert "WakeDetected" not in pipeline
