@@ -30,7 +30,7 @@ from daemon.core.config.load import (
     load_config,
 )
 from daemon.core.config.schema import TektraConfig
-from daemon.core.errors import ConfigError, TektraError
+from daemon.core.errors import ConfigError, TektraError, print_error
 from daemon.frontends.mqtt.credentials import load as load_credentials
 from daemon.frontends.socket.access import SYSTEM_SOCKET
 from daemon.frontends.socket.client import DaemonClient, DaemonError, DaemonUnreachable
@@ -111,13 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             return _listen(sock, args.wav, args.timeout)
         if args.command == "say":
             return _say(config, sock, args)
-    except ConfigError as exc:
-        print(f"{path}: {len(exc.issues)} error(s)", file=sys.stderr)
-        for issue in exc.issues:
-            print(f"  {issue}", file=sys.stderr)
-        return 1
     except TektraError as exc:
-        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        print_error(exc, path)
         return 1
     except KeyboardInterrupt:
         return 130

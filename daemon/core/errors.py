@@ -6,6 +6,7 @@ that catch precisely) and a message that says what to do about it.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 
@@ -40,6 +41,17 @@ class ConfigError(TektraError):
         self.issues = issues
         lines = "\n".join(f"  {issue}" for issue in issues)
         super().__init__(f"invalid configuration ({len(issues)} error(s)):\n{lines}")
+
+
+def print_error(exc: TektraError, config: object) -> None:
+    """How a command line reports `exc` on stderr: every issue of an invalid `config` file, else
+    the error's code and message."""
+    if isinstance(exc, ConfigError):
+        print(f"{config}: {len(exc.issues)} error(s)", file=sys.stderr)
+        for issue in exc.issues:
+            print(f"  {issue}", file=sys.stderr)
+    else:
+        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
 
 
 class UnknownModel(TektraError):

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import logging
 import signal
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -21,7 +20,7 @@ import tomllib
 from daemon.core.config.load import ConfigNotFound, default_config_path
 from daemon.core.config.partial import validate
 from daemon.core.config.schema import TektraConfig
-from daemon.core.errors import ConfigError, ConfigIssue, TektraError
+from daemon.core.errors import ConfigError, ConfigIssue, TektraError, print_error
 from daemon.frontends.mqtt.credentials import CredentialsError
 from daemon.frontends.mqtt.credentials import load as load_credentials
 from daemon.frontends.satellites.station import SatelliteSettings, Station
@@ -42,13 +41,8 @@ def start_satellite(args: argparse.Namespace) -> int:
     try:
         config = _config(args.config)
         settings, config = _settings(args, config)
-    except ConfigError as exc:
-        print(f"{args.config or 'models.toml'}: {len(exc.issues)} error(s)", file=sys.stderr)
-        for issue in exc.issues:
-            print(f"  {issue}", file=sys.stderr)
-        return 1
     except TektraError as exc:
-        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        print_error(exc, args.config or "models.toml")
         return 1
     logging.basicConfig(
         level=config.daemon.log_level.upper(),
