@@ -125,10 +125,14 @@ REASONS: list[tuple[str, str]] = [
         (
             "End of speech -> device command (p50 <= 0.5 s): the command is published the "
             "moment the transcript is matched (the pushed-audio figure above, without "
-            "hangover, shows STT + matching + publishing alone); from the microphone it also "
-            "waits for the utterance to end: early_silence_ms (300 ms) after a complete-looking "
-            "partial, else the 700 ms hangover, plus the partial's own Whisper run when it was "
-            "not done by then."
+            "hangover, is STT + matching + publishing alone: one tiny.en run, ~450 ms on these "
+            "2 cores). From the microphone the transcript cannot start before the pause is "
+            "told from a gap between words: Silero's lag past the last voiced sample (~70 ms) "
+            "and three silent 32 ms frames, so ~150 ms + one Whisper run. Gaps between words "
+            "on the fixtures reach two silent frames, so a pause partial any sooner would run "
+            "inside requests and keep Whisper busy when they end; shorter encoder windows "
+            "misheard fixtures (see the first chunk). HA's pipeline, measured beside it, waits "
+            "for its 0.7 s hangover and then transcribes."
         ),
     ),
     (
@@ -143,10 +147,13 @@ REASONS: list[tuple[str, str]] = [
         "CPU while listening",  # to silence and to a quiet room
         (
             "Idle <= 1 % of a core: with the energy gate Silero is paused in stationary silence "
-            "(a dot product per frame instead); what remains is PortAudio with ALSA's "
-            "PulseAudio plugin delivering 100 ms blocks and the loop waking for each, about "
-            "0.9-1.0 % on this machine, so the figure lands either side of the target from run "
-            "to run. Longer blocks ([audio] block_ms) trade end-of-speech delay for CPU."
+            "(a dot product per frame instead), and while it is paused PortAudio's thread hands "
+            "quiet blocks over three at a time (the loop wakes ~3 times a second, not 10: ~0.8 "
+            "-> ~0.6 % of a core, measured beside other work). What remains is PortAudio with "
+            "ALSA's PulseAudio plugin delivering 100 ms blocks (a bare InputStream with a no-op "
+            "callback costs ~0.25-0.4 % here) and the sound server; on a busy machine every "
+            "wake-up costs more. Longer blocks ([audio] block_ms) trade end-of-speech delay "
+            "for CPU."
         ),
     ),
 ]
