@@ -57,6 +57,30 @@ def words(text: str) -> str:
     return normalise(text)
 
 
+NUMBERS = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+]
+
+
+def digits(text: str) -> str:
+    """`words(text)` with the numbers up to twelve as digits: tiny.en writes "eight" or "8" for
+    the same audio depending on how much silence follows it, so a comparison of what was heard
+    (not of how it is spelled) folds the two."""
+    return " ".join(str(NUMBERS.index(w)) if w in NUMBERS else w for w in words(text).split())
+
+
 def colour_of(frame: np.ndarray) -> str:
     """The dominant channel of a BGR frame: "blue", "green" or "red"."""
     blue, green, red = (float(frame[..., i].mean()) for i in range(3))
