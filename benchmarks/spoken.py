@@ -123,7 +123,7 @@ async def _tektra(
     start = recorder.count
     player = pulse.play(wav)
     marks: dict[str, float] = {}
-    splitter = SentenceSplitter()
+    splitter = SentenceSplitter(first_clause=True)  # as the daemon's voice cuts the answer
     stt_ms = 0.0
     try:
         async with asyncio.timeout(60):
