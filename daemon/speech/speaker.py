@@ -36,7 +36,7 @@ from daemon.core.events import (
     SpeechChanged,
     TranscriptReady,
 )
-from daemon.speech.engines import FallbackEngine, SpeechFailed, make_engine
+from daemon.speech.engines import FallbackEngine, SpeechFailed, from_first_sound, make_engine
 from daemon.speech.player import OutputLost, Player
 from daemon.speech.text import SentenceSplitter, sentences
 from pipelines.audio import float_to_pcm
@@ -300,6 +300,7 @@ class Speaker:
             if item.epoch != self._epoch:
                 continue  # a `stop` came while it was being synthesised
             if said.sentences == 0:
+                audio = from_first_sound(audio)  # the voice's lead-in silence is only a wait
                 self._speaking = item.id
                 self.bus.publish(SpeechChanged("speaking", item.id, self.engine.name))
             try:
