@@ -104,18 +104,19 @@ REASONS: list[tuple[str, str]] = [
         (
             "End of speech -> first audible sample (p50 <= 1.0 s): it is the sum of the stages "
             "listed under its section, each measured: the hangover and speech-to-text (as for "
-            "the first chunk), the first token of a fresh conversation, the model writing up to "
-            "its first full stop, piper synthesising that sentence, and the output stream "
-            "starting. On these 2 cores, shared while measuring with Whisper, llama.cpp and "
-            "piper of both pipelines, the text alone arrives near 1 s; the audio cannot come "
-            "sooner than the text. Done this session: the output stream opens when speech "
-            "starts, so a fresh stream's 0.3 s lead-in plays during the hangover (playback "
-            "start was ~450 ms). What is left of playback start (~300 ms against paplay's ~50 "
-            "ms for HA) is the 0.2 s output latency asked of PortAudio, kept so that ALSA's "
-            "PulseAudio plugin does not underrun while Whisper and llama.cpp hold both cores, "
-            "and the sound server's own buffer. Next: the model writing its first sentence "
-            "(~300 ms) and piper synthesising it (~260 ms) run one after the other; speaking "
-            "the first clause instead of the first sentence would overlap them."
+            "the first chunk), the first token of a fresh conversation, the model writing the "
+            "answer's first piece, piper synthesising it, and the output stream starting. The "
+            "hangover alone is ~600 ms of the 1000. Done: the output stream opens when speech "
+            "starts, so a fresh stream's 0.3 s lead-in plays during the hangover; an answer's "
+            "first piece ends at its first clause of four words or more (\"I'm sorry for any "
+            'misunderstanding,") instead of its first full stop, so piper starts while the '
+            "model writes the rest (text to speak 283 -> 112 ms, p50 1489 -> 1354 ms, in two "
+            "runs back to back); piper's ~40 ms of lead-in silence is not played. Playback start "
+            "(~240 ms against paplay's ~50 ms for HA) is mostly the 0.2 s output latency asked "
+            "of PortAudio: 0.1 s would save ~100 ms, but into a PulseAudio null sink with both "
+            "cores busy it left 8 audible gaps (1.7 s) in 580 s of speech, 0.15 s 4 in 280 s, "
+            "0.2 s none in 300 s, so 0.2 s stays. Piper synthesises a piece whole (~250 ms for "
+            "the first) and is already running, warm, when the answer starts."
         ),
     ),
     (

@@ -17,8 +17,8 @@ sample, the first audible sample the first one louder than 2 % of the clip's pea
   whole answer, which is played once complete, as HA's media player plays a finished file.
 
 Stages come from when each event reached this process, placed on the recording's clock. "text to
-speak" is what the voice waits for after the first token: Tektra's first sentence, HA's whole
-answer.
+speak" is what the voice waits for after the first token: Tektra's first piece (its first
+sentence, or its first clause of four words or more), HA's whole answer.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ async def _tektra(
     start = recorder.count
     player = pulse.play(wav)
     marks: dict[str, float] = {}
-    splitter = SentenceSplitter()
+    splitter = SentenceSplitter(first_clause=True)  # as the daemon's voice cuts the answer
     stt_ms = 0.0
     try:
         async with asyncio.timeout(60):
@@ -153,7 +153,7 @@ async def _tektra(
         ("hangover", heard),
         ("speech-to-text", marks["transcript"]),
         ("first token", marks["chunk"]),
-        ("text to speak", marks["sentence"]),  # the first sentence
+        ("text to speak", marks["sentence"]),  # the first piece: a sentence or a clause
         ("synthesis", marks["speaking"]),
     ]
     return Run(

@@ -54,6 +54,22 @@ class Audio:
         return len(self.samples) / self.rate
 
 
+SILENCE = 0.002  # about -54 dBFS of full scale: nothing below it is heard
+ONSET_KEPT_S = 0.005  # kept before the first audible sample, so the sound does not start on a click
+
+
+def from_first_sound(audio: Audio) -> Audio:
+    """`audio` from just before its first audible sample. Voices start with silence (piper's:
+    40 ms in the median, up to 60 ms, measured on its first sentences): before an answer's first
+    words it is only a wait."""
+    loud = np.abs(audio.samples) > SILENCE
+    first = int(loud.argmax())
+    start = max(0, first - round(ONSET_KEPT_S * audio.rate))
+    if not loud[first] or not start:  # all silence, or sound from the start: nothing to drop
+        return audio
+    return Audio(audio.samples[start:], audio.rate)
+
+
 class SpeechEngine(Protocol):
     """Turns one sentence into audio. `synthesize` may be awaited from the loop: the work
     happens in another process. Raises SpeechFailed."""

@@ -2,11 +2,11 @@
 
 It listens to the event bus, as MQTT and the socket do, and changes nothing in the assistant:
 a `transcript` event marks an answer as one to a spoken query; its `response_chunk`s are cut
-into sentences, each synthesised (in the engine's process) and queued on the player while the
-model goes on writing; the `response` event ends it. One worker speaks one sentence after
-another, so answers and `say` requests never talk over each other. An answer heard to its end is
-a `spoken` event with the time its first sample became audible. A `say` with `stream` is not
-played: its audio goes to the caller.
+into sentences (the first may end at a clause, to be heard sooner), each synthesised (in the
+engine's process) and queued on the player while the model goes on writing; the `response`
+event ends it. One worker speaks one sentence after another, so answers and `say` requests never
+talk over each other. An answer heard to its end is a `spoken` event with the time its first
+sample became audible. A `say` with `stream` is not played: its audio goes to the caller.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from daemon.core.events import (
     SpeechChanged,
     TranscriptReady,
 )
-from daemon.speech.engines import FallbackEngine, SpeechFailed, make_engine
+from daemon.speech.engines import FallbackEngine, SpeechFailed, from_first_sound, make_engine
 from daemon.speech.player import OutputLost, Player
 from daemon.speech.text import SentenceSplitter, sentences
 from pipelines.audio import float_to_pcm
@@ -245,7 +245,9 @@ class Speaker:
         elif isinstance(event, PipelineNotice) and event.name == "SpeechStarted":
             self._warm()  # the engine loads its voice while the user is still speaking
         elif isinstance(event, ResponseChunk) and self._wanted(event.id):
-            splitter = self._splitters.setdefault(event.id, SentenceSplitter())
+            splitter = self._splitters.get(event.id)
+            if splitter is None:  # the first piece may be a clause: heard while the rest is written
+                splitter = self._splitters[event.id] = SentenceSplitter(first_clause=True)
             for sentence in splitter.feed(event.text):
                 self._put(event.id, sentence)
         elif isinstance(event, ResponseDone) and event.id in self._splitters:
@@ -298,6 +300,7 @@ class Speaker:
             if item.epoch != self._epoch:
                 continue  # a `stop` came while it was being synthesised
             if said.sentences == 0:
+                audio = from_first_sound(audio)  # the voice's lead-in silence is only a wait
                 self._speaking = item.id
                 self.bus.publish(SpeechChanged("speaking", item.id, self.engine.name))
             try:

@@ -4,6 +4,11 @@ Models write markdown: list markers, headings, emphasis, code, links, emoji. Rea
 come out as "asterisk asterisk" or a list of numbers, so each sentence is cleaned before it is
 spoken. Sentences are found by `sentence-stream` (the splitter of Home Assistant's voice
 pipeline); a line break ends a sentence too, so that list items are read one by one.
+
+An answer's first piece may end at a clause instead (`first_clause`): the voice then starts on
+"Sure, the kitchen lights are on," while the model is still writing the rest of the sentence, and
+synthesis of the first words overlaps the writing of the next. Only the first piece: later
+sentences are synthesised while the first plays, and whole sentences sound better.
 """
 
 from __future__ import annotations
@@ -26,6 +31,12 @@ _EMOJI = re.compile(
 )
 _SPACES = re.compile(r"\s+")
 _CELL = re.compile(r"\s*\|\s*")
+# A clause ends at a comma, semicolon or colon followed by a space (so never inside "1,000" or
+# "10:30", and only once the next character has arrived), or at a dash set off by spaces.
+_CLAUSE_END = re.compile(r"[,;:](?=\s)|\s[-–—](?=\s)|—(?=\w)")
+FIRST_CLAUSE_WORDS = 4
+"""Words a first clause needs before it is spoken alone: fewer ("Sure," "Well, yes,") sound
+chopped, and save little."""
 
 
 def clean(sentence: str) -> str:
@@ -43,8 +54,11 @@ def clean(sentence: str) -> str:
 class SentenceSplitter:
     """Feed chunks as they stream in; take each sentence as soon as it is complete."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, first_clause: bool = False) -> None:
         self._detector = SentenceBoundaryDetector()
+        # What the detector holds while nothing was said yet, when the first piece may be a
+        # clause; None once it was said (or cannot be known: the detector cut something).
+        self._head: str | None = "" if first_clause else None
         self._line = ""  # the start of the current line, until its list marker is known
         self._line_started = False
         self._in_code = False
@@ -93,12 +107,49 @@ class SentenceSplitter:
 
     def _sentences(self, text: str) -> Iterator[str]:
         for sentence in self._detector.add_chunk(text):
+            self._head = None
             spoken = clean(sentence)
             if spoken:
                 yield spoken
+        if self._head is not None:
+            # Marks already passed over stay too short (or inside brackets): look only at the
+            # new text and the two characters a mark spans before it.
+            start = max(0, len(self._head) - 2)
+            self._head += text
+            yield from self._first_clause(start)
+
+    def _first_clause(self, start: int) -> Iterator[str]:
+        """The first clause of the answer, if it is complete and long enough; the detector then
+        starts again on what follows it."""
+        assert self._head is not None
+        for end in _CLAUSE_END.finditer(self._head, start):
+            before = self._head[: end.end()]
+            if not _clause_may_end(before):
+                continue
+            spoken = clean(before)
+            if len(spoken.split()) < FIRST_CLAUSE_WORDS:
+                continue
+            if before.endswith(","):
+                spoken += ","  # `clean` drops it; a voice reads the clause as unfinished with it
+            rest, self._head = self._head[end.end() :], None
+            self._detector = SentenceBoundaryDetector()
+            yield spoken
+            yield from self._sentences(rest)
+            return
 
 
-def sentences(text: str) -> list[str]:
+def _clause_may_end(text: str) -> bool:
+    """Whether `text` (up to a clause mark) can be said alone: not inside a link, brackets or
+    code, and not after an abbreviation ("e.g.,"), whose reading depends on what follows."""
+    if text.count("[") > text.count("]") or text.count("(") > text.count(")"):
+        return False
+    if text.count("`") % 2:
+        return False
+    last = text.rstrip(",;:-–— ").rsplit(None, 1)[-1:]
+    return not last or not last[0].endswith(".")
+
+
+def sentences(text: str, *, first_clause: bool = False) -> list[str]:
     """A whole text, cut and cleaned as if it had streamed in."""
-    splitter = SentenceSplitter()
+    splitter = SentenceSplitter(first_clause=first_clause)
     return [*splitter.feed(text), *splitter.finish()]
