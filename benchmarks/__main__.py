@@ -33,7 +33,9 @@ REASONS: list[tuple[str, str]] = [
     (
         "p",  # p50 and p95 of end of speech -> first chunk
         (
-            "End of speech -> first chunk (p50 <= 0.6 s, p95 <= 0.9 s): speculation can end a "
+            "End of speech -> first chunk (p50 <= 0.6 s, p95 <= 0.9 s): without speculation "
+            "the whole hangover and one Whisper run come after the last word, so only the "
+            "speculative rows can meet it. Speculation can end a "
             "request only once a transcript of all that was said exists. The pause partial "
             "that makes it starts after Silero's lag past the last voiced sample (median 70 ms "
             "on the fixtures), three silent 32 ms frames (96 ms: gaps between words reach two) "
@@ -41,8 +43,9 @@ REASONS: list[tuple[str, str]] = [
             "window: ~0.4-0.7 s per run on these 2 cores. So the transcript is ready about when "
             "the 0.7 s hangover would end anyway. Shorter encoder windows were tried (5-25 s: "
             "2-3x faster) and misheard 1-3 of the 13 fixtures, so Whisper keeps its full "
-            "window. Tried this session: partials every 10 s instead of every 1 s (so none is in "
-            "flight when the speaker stops): median hangover 733 and 676 ms against 784 and 704 "
+            "window. Tried in an earlier session: partials every 10 s instead of every 1 s "
+            "(so none is in flight when the speaker stops): median hangover 733 and 676 ms "
+            "against 784 and 704 "
             "ms in alternating runs, within the machine's noise, so the cadence stays. Starting "
             "the model on the partial before the endpoint gains nothing here: the partial's "
             "arrival is the endpoint (it ends the utterance at once)."
