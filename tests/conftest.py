@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import sys
+import threading
 from collections.abc import Callable, Generator
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from tests.plugin_backend import write_distribution
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 FAILED = pytest.StashKey[bool]()
+HUNG_AT = 0.8  # of the test's timeout: when a test still running shows what it waits on
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -24,6 +27,35 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     if call.when == "call" and outcome.get_result().failed:  # type: ignore[attr-defined]
         item.stash[FAILED] = True
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None]:
+    # The timeout's own report shows threads only, and an async test hangs in the event loop's
+    # select(): its tasks' stacks, printed before the timeout, say which await never returned.
+    timeout = float(item.config.getini("timeout") or 0)
+    watchdog = threading.Timer(timeout * HUNG_AT, _show_tasks) if timeout else None
+    if watchdog is not None:
+        watchdog.daemon = True
+        watchdog.start()
+    try:
+        yield
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+
+
+def _show_tasks() -> None:
+    loops = [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop)]
+    for loop in loops:
+        if loop.is_running():
+            loop.call_soon_threadsafe(_print_tasks, loop)
+
+
+def _print_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    print("--- still running: the event loop's tasks ---", file=sys.stderr)
+    for task in asyncio.all_tasks(loop):
+        task.print_stack(file=sys.stderr)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -30,6 +30,7 @@ from daemon.core.events import (
     new_request_id,
 )
 from daemon.core.states import ANSWERING
+from daemon.core.supervisor import cancel_and_wait
 from daemon.models.manager.manager import Query
 from pipelines.events import (
     DeviceState,
@@ -194,8 +195,7 @@ class VoiceHost:
         try:
             return await self._frame_of(reader)
         finally:
-            reading.cancel()
-            await asyncio.gather(reading, return_exceptions=True)
+            await cancel_and_wait(reading)
 
     async def _frame_of(self, camera: Any) -> bytes | None:
         settings = self._config.camera

@@ -22,6 +22,8 @@ log = logging.getLogger("tektra.supervisor")
 
 TaskFactory = Callable[[], Coroutine[Any, Any, None]]
 
+RECANCEL_S = 1.0
+
 
 def backoff_delays(
     first_s: float, max_s: float, rng: random.Random | None = None
@@ -144,6 +146,24 @@ async def _cancel(tasks: list[asyncio.Task[None]], timeout_s: float) -> None:
         log.warning("task %s did not stop within %.1f s", task.get_name(), timeout_s)
 
 
+async def cancel_and_wait(*tasks: asyncio.Future[Any]) -> None:
+    """Cancel `tasks` and wait until every one has ended; their errors are not news.
+
+    A task still running a second later is cancelled again: before Python 3.12,
+    `asyncio.wait_for` (aiomqtt waits for every acknowledgement with it) returns normally when
+    its result and the cancel arrive together, so the cancel is lost and the task runs on; a
+    plain cancel-then-gather would wait for it forever.
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=RECANCEL_S)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved, so that asyncio does not log it as lost
+
+
 async def run_together(*coros: Coroutine[Any, Any, None]) -> None:
     """Run coroutines side by side until the first one ends; then cancel the others.
 
@@ -153,9 +173,7 @@ async def run_together(*coros: Coroutine[Any, Any, None]) -> None:
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*tasks)
     for task in done:
         if not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]

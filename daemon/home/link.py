@@ -17,7 +17,7 @@ import aiomqtt
 from daemon.core.broker import broker_address, password, tls_context
 from daemon.core.config.schema import MqttSettings
 from daemon.core.errors import TektraError
-from daemon.core.supervisor import backoff_delays
+from daemon.core.supervisor import backoff_delays, cancel_and_wait
 from daemon.home.actions import DeviceCommand
 from daemon.home.registry import EntityRegistry
 
@@ -85,8 +85,7 @@ class HomeLink:
                 payload = message.payload if isinstance(message.payload, bytes) else b""
                 self.registry.take(message.topic.value, payload)
         finally:
-            follow.cancel()
-            await asyncio.gather(follow, return_exceptions=True)
+            await cancel_and_wait(follow)
         raise aiomqtt.MqttError("the broker closed the connection")
 
     async def _follow(self, client: aiomqtt.Client) -> None:

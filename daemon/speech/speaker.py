@@ -36,6 +36,7 @@ from daemon.core.events import (
     SpeechChanged,
     TranscriptReady,
 )
+from daemon.core.supervisor import cancel_and_wait
 from daemon.speech.engines import FallbackEngine, SpeechFailed, from_first_sound, make_engine
 from daemon.speech.player import OutputLost, Player
 from daemon.speech.text import SentenceSplitter, sentences
@@ -234,9 +235,7 @@ class Speaker:
                 async for event in events:
                     self.on_event(event)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(*tasks)
             await self.engine.close()
 
     def on_event(self, event: Event) -> None:

@@ -7,7 +7,6 @@ Every process started here is stopped here, by its own handle; nothing else is t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -26,6 +25,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from daemon.core.supervisor import cancel_and_wait
 from tests.pipelines.conftest import Pulse
 from tests.plugin_backend import write_distribution
 
@@ -453,9 +453,7 @@ async def listening(
             await asyncio.wait_for(recorder.subscribed.wait(), 10)
             yield recorder
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)  # its cancel may be lost in aiomqtt (Python < 3.12)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ and a function per command topic that returns the messages the real device would
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -16,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
+
+from daemon.core.supervisor import cancel_and_wait
 
 Reply = list[tuple[str, str]]
 
@@ -213,9 +214,7 @@ async def running(client: aiomqtt.Client, devices: list[Device]) -> AsyncIterato
         try:
             yield devices
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)  # its cancel may be lost in aiomqtt (Python < 3.12)
 
 
 async def publish(client: aiomqtt.Client, topic: str, payload: str) -> None:

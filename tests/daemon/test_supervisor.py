@@ -1,12 +1,15 @@
-"""The supervisor's restart delays: bounded, and back to the first after a healthy run."""
+"""The supervisor's restart delays: bounded, and back to the first after a healthy run; and
+cancelling tasks that ends them even when one cancel is lost."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 
+import pytest
+
 from daemon.core.events import EventBus
-from daemon.core.supervisor import RestartBackoff, Supervisor
+from daemon.core.supervisor import RestartBackoff, Supervisor, cancel_and_wait, run_together
 
 
 def test_the_restart_delay_doubles_to_its_cap_and_stays_there() -> None:
@@ -52,3 +55,39 @@ async def test_a_task_that_fails_runs_healthy_then_fails_again_waits_the_first_d
     assert supervisor.restarts["flaky"] == 5
     caps = [1.0, 2.0, 4.0, 1.0, 2.0]  # the fourth failure came after an hour: back to the first
     assert all(cap / 2 <= w <= cap for w, cap in zip(waits, caps, strict=True))
+
+
+async def test_a_cancel_lost_in_wait_for_is_sent_again() -> None:
+    """Before Python 3.12, `wait_for` returns its result when the result and a cancel arrive
+    together; the task then runs on (as an MQTT client's task does after its acknowledgement)."""
+    acknowledged = asyncio.get_running_loop().create_future()
+    after: list[str] = []
+
+    async def publisher() -> None:
+        await asyncio.wait_for(acknowledged, 10)
+        after.append("acknowledged")
+        await asyncio.Event().wait()  # the next message that never comes
+
+    task = asyncio.create_task(publisher())
+    await asyncio.sleep(0)
+    acknowledged.set_result(None)
+    await asyncio.wait_for(cancel_and_wait(task), 5)
+    assert task.cancelled()
+
+
+async def test_run_together_ends_the_others_and_raises_the_first_error() -> None:
+    ended: list[str] = []
+
+    async def fails() -> None:
+        await asyncio.sleep(0)
+        raise RuntimeError("broken")
+
+    async def forever() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            ended.append("forever")
+
+    with pytest.raises(RuntimeError, match="broken"):
+        await run_together(fails(), forever())
+    assert ended == ["forever"]

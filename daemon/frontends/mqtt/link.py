@@ -38,7 +38,7 @@ from daemon.core.events import (
     TranscriptReady,
     new_request_id,
 )
-from daemon.core.supervisor import backoff_delays, run_together
+from daemon.core.supervisor import backoff_delays, cancel_and_wait, run_together
 from daemon.frontends.mqtt.discovery import discovery_payload
 from daemon.frontends.mqtt.hermes import hermes_messages
 from daemon.frontends.mqtt.outbox import Outbox, Outgoing
@@ -316,9 +316,7 @@ class MqttLink:
             drain.cancel()
             await client.publish(f"{self.base}/status", b"offline", qos=1, retain=True, timeout=1)
         finally:
-            for task in (stop, drain, receive):
-                task.cancel()
-            await asyncio.gather(stop, drain, receive, return_exceptions=True)
+            await cancel_and_wait(stop, drain, receive)
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         while True:

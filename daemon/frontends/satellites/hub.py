@@ -33,6 +33,7 @@ from daemon.assistant.protocol import AskArgs, Request
 from daemon.core.config.schema import TektraConfig
 from daemon.core.errors import TektraError
 from daemon.core.events import new_request_id
+from daemon.core.supervisor import cancel_and_wait
 from daemon.frontends.satellites import wire
 from daemon.frontends.satellites.connection import new_client, stay_connected
 from daemon.speech.engines import SpeechFailed
@@ -120,9 +121,7 @@ class SatelliteHub:
         try:
             await stay_connected(mqtt, make, self._session, who="satellites")
         finally:
-            for job in self._jobs:
-                job.cancel()
-            await asyncio.gather(*self._jobs, return_exceptions=True)
+            await cancel_and_wait(*self._jobs)
 
     async def _session(self, client: aiomqtt.Client) -> None:
         await client.subscribe(f"{self.root}/+/wake", qos=1)

@@ -24,6 +24,7 @@ from daemon.assistant.protocol import ProtocolError, Request, error_reply
 from daemon.core.config.schema import DaemonSettings
 from daemon.core.errors import TektraError
 from daemon.core.events import EventBus
+from daemon.core.supervisor import cancel_and_wait
 from daemon.frontends.socket.access import (
     Peer,
     PeerCheck,
@@ -173,9 +174,7 @@ class SocketServer:
                     gone.cancel()
         finally:
             session.served = False
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(*tasks)
             self.commands.close_conversation(conversation)
             connection.close()
 
