@@ -14,11 +14,16 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from tests.pipelines.conftest import Pulse
+
+if TYPE_CHECKING:
+    from wyoming.client import AsyncClient
+    from wyoming.event import Event
 
 ROOT = Path(__file__).parents[1]
 AUDIO = ROOT / "fixtures" / "audio"
@@ -192,3 +197,12 @@ def heard_in_recording(recorded: np.ndarray, clip: np.ndarray) -> tuple[int, int
     end = int(loud[0] + voiced[-1] - voiced[0])
     after = loud[loud > end + 160]  # 10 ms past it: the resampled tail of the last word
     return end, int(after[0]) if len(after) else None
+
+
+async def next_event(client: AsyncClient, who: str, timeout_s: float = 60.0) -> Event:
+    """A Wyoming server's next event, within `timeout_s`; the server closing the connection
+    before the caller has what it waits for is an error."""
+    event = await asyncio.wait_for(client.read_event(), timeout_s)
+    if event is None:
+        raise RuntimeError(f"{who} closed the connection")
+    return event

@@ -20,7 +20,7 @@ from hassil import Intents, recognize
 from hassil.intents import SlotList, TextSlotList
 from home_assistant_intents import get_intents
 
-from benchmarks.common import SinkRecorder
+from benchmarks.common import SinkRecorder, next_event
 from pipelines.audio import pcm_to_float
 from pipelines.segmenter import SpeechSegmenter, UtteranceEnded
 from pipelines.vad import shared_vad
@@ -67,9 +67,7 @@ async def listen(recorder: SinkRecorder, pulse: Pulse, stt_port: int, wav: Path)
             segmented = time.perf_counter()
             await client.write_event(AudioStop().event())
             while True:
-                event = await asyncio.wait_for(client.read_event(), 60)
-                if event is None:
-                    raise RuntimeError("wyoming-faster-whisper closed the connection")
+                event = await next_event(client, "wyoming-faster-whisper")
                 if Transcript.is_type(event.type):
                     text = Transcript.from_event(event).text
                     return Heard(text, segmented, time.perf_counter(), player)

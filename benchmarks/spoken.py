@@ -45,6 +45,7 @@ from benchmarks.common import (
     daemon_connections,
     heard_in_recording,
     median,
+    next_event,
     p95,
     read_wav,
     speech_clips,
@@ -194,9 +195,7 @@ async def _synthesise(port: int, text: str) -> tuple[bytes, int]:
     async with AsyncTcpClient("127.0.0.1", port) as client:
         await client.write_event(Synthesize(text=text).event())
         while True:
-            event = await asyncio.wait_for(client.read_event(), 60)
-            if event is None:
-                raise RuntimeError("wyoming-piper closed the connection")
+            event = await next_event(client, "wyoming-piper")
             if AudioStart.is_type(event.type):
                 rate = AudioStart.from_event(event).rate
             elif AudioChunk.is_type(event.type):

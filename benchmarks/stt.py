@@ -34,6 +34,7 @@ from benchmarks.common import (
     Section,
     daemon_connections,
     median,
+    next_event,
     read_wav,
     speech_clips,
 )
@@ -94,9 +95,7 @@ async def wyoming_transcript(
         started = time.perf_counter()
         await client.write_event(AudioStop().event())
         while True:
-            event = await client.read_event()
-            if event is None:
-                raise RuntimeError("wyoming server closed the connection")
+            event = await next_event(client, "the wyoming server")
             if Transcript.is_type(event.type):
                 return Transcript.from_event(event).text, time.perf_counter() - started
 

@@ -173,32 +173,33 @@ async def test_the_speaker_opens_while_the_question_is_still_being_spoken(
     assert daemon.stop() == 0
 
 
-async def test_the_first_sentence_is_heard_while_the_model_is_still_writing(
-    make_daemon: Callable[..., Daemon], pulse: Pulse, tmp_path: Path, whisper: Transcriber
-) -> None:
-    # The test backend writes "You said: The lights are on. Please close the garage door." and
-    # stops after "Please" while the pause file exists: only the first sentence is complete.
+async def heard_while_paused(
+    make_daemon: Callable[..., Daemon],
+    pulse: Pulse,
+    tmp_path: Path,
+    whisper: Transcriber,
+    question: str,
+    pause_after: int,
+    first: str,
+) -> str:
+    """Ask `question` of a speaking daemon whose test backend stops after `pause_after` words
+    while a pause file exists; wait until `first` is heard, with the model still paused; then
+    let it finish, and return all that was heard."""
     pause = tmp_path / "pause"
     pause.touch()
     daemon = make_daemon(
-        'broker = "none"',
-        tts='engine = "espeak"\nspeak = "all"',
-        start=False,
-        extra="",
+        'broker = "none"', tts='engine = "espeak"\nspeak = "all"', start=False, extra=""
     )
-    config = daemon.config.read_text().replace(
-        "[backends.recorder]\n", f'[backends.recorder]\npause_after = 7\npause_file = "{pause}"\n'
-    )
-    daemon.config.write_text(config)
+    paused = f'[backends.recorder]\npause_after = {pause_after}\npause_file = "{pause}"\n'
+    daemon.config.write_text(daemon.config.read_text().replace("[backends.recorder]\n", paused))
     daemon.env.update(XDG_RUNTIME_DIR=pulse.env["XDG_RUNTIME_DIR"], HOME=pulse.env["HOME"])
     daemon.start()
     events = await Events.watch(daemon)
     recording = SinkRecording(pulse, tmp_path / "sink.raw")
     asker = await SocketClient.connect(daemon.socket)
-    question = "The lights are on. Please close the garage door."
     await asker.send({"id": "q", "cmd": "ask", "text": question})
     await events.until("tts", state="speaking", id="q")
-    while heard_in_pcm(whisper, recording.pcm()) != "you said the lights are on":
+    while heard_in_pcm(whisper, recording.pcm()) != first:
         await recording.more(0.5)
     assert "response" not in events.kinds()  # the model has not finished: it is paused
     pause.unlink()
@@ -206,46 +207,33 @@ async def test_the_first_sentence_is_heard_while_the_model_is_still_writing(
     await events.until("tts", state="idle", id="q")
     await recording.more(1.0)
     heard = heard_in_pcm(whisper, recording.stop())
-    assert heard == "you said the lights are on please close the garage door"
     await asker.close()
     await events.client.close()
     assert daemon.stop() == 0
+    return heard
+
+
+async def test_the_first_sentence_is_heard_while_the_model_is_still_writing(
+    make_daemon: Callable[..., Daemon], pulse: Pulse, tmp_path: Path, whisper: Transcriber
+) -> None:
+    # The test backend writes "You said: The lights are on. Please close the garage door." and
+    # stops after "Please" while paused: only the first sentence is complete.
+    question = "The lights are on. Please close the garage door."
+    first = "you said the lights are on"
+    heard = await heard_while_paused(make_daemon, pulse, tmp_path, whisper, question, 7, first)
+    assert heard == "you said the lights are on please close the garage door"
 
 
 async def test_an_answers_first_clause_is_heard_before_its_first_sentence_is_written(
     make_daemon: Callable[..., Daemon], pulse: Pulse, tmp_path: Path, whisper: Transcriber
 ) -> None:
     # The test backend writes "You said: Sure, the kitchen lights are on, and the door is shut."
-    # and stops after "and" while the pause file exists: no sentence is complete, but the first
-    # clause is, and it is long enough to be said alone.
-    pause = tmp_path / "pause"
-    pause.touch()
-    daemon = make_daemon(
-        'broker = "none"', tts='engine = "espeak"\nspeak = "all"', start=False, extra=""
-    )
-    config = daemon.config.read_text().replace(
-        "[backends.recorder]\n", f'[backends.recorder]\npause_after = 9\npause_file = "{pause}"\n'
-    )
-    daemon.config.write_text(config)
-    daemon.env.update(XDG_RUNTIME_DIR=pulse.env["XDG_RUNTIME_DIR"], HOME=pulse.env["HOME"])
-    daemon.start()
-    events = await Events.watch(daemon)
-    recording = SinkRecording(pulse, tmp_path / "sink.raw")
-    asker = await SocketClient.connect(daemon.socket)
+    # and stops after "and" while paused: no sentence is complete, but the first clause is, and
+    # it is long enough to be said alone.
     question = "Sure, the kitchen lights are on, and the door is shut."
-    await asker.send({"id": "q", "cmd": "ask", "text": question})
-    await events.until("tts", state="speaking", id="q")
-    while heard_in_pcm(whisper, recording.pcm()) != "you said sure the kitchen lights are on":
-        await recording.more(0.5)
-    assert "response" not in events.kinds()  # the model has not finished: it is paused
-    pause.unlink()
-    await events.until("tts", state="idle", id="q")
-    await recording.more(1.0)
-    heard = heard_in_pcm(whisper, recording.stop())
+    first = "you said sure the kitchen lights are on"
+    heard = await heard_while_paused(make_daemon, pulse, tmp_path, whisper, question, 9, first)
     assert heard == "you said sure the kitchen lights are on and the door is shut"
-    await asker.close()
-    await events.client.close()
-    assert daemon.stop() == 0
 
 
 async def test_a_lost_output_device_is_a_state_and_the_daemon_goes_on(
