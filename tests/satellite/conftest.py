@@ -90,7 +90,9 @@ class Room:
         # the room's air, its `auto` output the room's loudspeaker.
         return {**self.pulse.env, "PULSE_SINK": "speaker", "PULSE_SOURCE": "vsink.monitor"}
 
-    def start(self, hub_url: str) -> None:
+    def start(self, hub_url: str, *, flags: bool = True) -> None:
+        """Start its satellite, told who it is by flags, or (`flags=False`) by its models.toml
+        alone, as a service starts it."""
         subprocess.run(
             ["pactl", "load-module", "module-null-sink", "sink_name=speaker"],
             env=self.pulse.env, check=True, capture_output=True, timeout=30,
@@ -102,10 +104,17 @@ class Room:
                 stdout=out, env=self.pulse.env,
             )  # fmt: skip
         config = self.workdir / "satellite.toml"
-        config.write_text('[daemon]\nlog_level = "info"\n[audio.wake]\nfollow_up_s = 0.0\n')
+        text = '[daemon]\nlog_level = "info"\n[audio.wake]\nfollow_up_s = 0.0\n'
         env = {**self.env(), "PYTHONPATH": str(ROOT), **self.extra_env}
-        args = [TEKTRA, "satellite", "--hub", hub_url, "--id", self.name.lower(),
-                "--room", self.name, "--node", NODE, "--config", str(config)]  # fmt: skip
+        args = [TEKTRA, "satellite", "--config", str(config)]
+        if flags:
+            args += ["--hub", hub_url, "--id", self.name.lower(), "--room", self.name,
+                     "--node", NODE]  # fmt: skip
+        else:
+            text = text.replace("[daemon]\n", f'[daemon]\nnode_id = "{NODE}"\n')
+            text += f'[mqtt]\nbroker = "{hub_url}"\n'
+            text += f'[satellite]\nid = "{self.name.lower()}"\nroom = "{self.name}"\n'
+        config.write_text(text)
         with self.log_path.open("ab") as log:
             self.satellite = subprocess.Popen(args, stdout=log, stderr=log, env=env)
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 from pathlib import Path
 
+from daemon.frontends.satellites import start
+from daemon.frontends.satellites.station import SatelliteSettings
 from tests.daemon.conftest import ROOT, TEKTRA
 
 
@@ -42,3 +45,40 @@ def test_only_the_satellites_tables_of_models_toml_are_read_and_checked(tmp_path
         1,
         f"{config}: 1 error(s)\n  mqtt.qos: must be at most 2 (got 7)\n",
     )
+
+
+def test_a_satellite_with_no_id_anywhere_asks_for_one(tmp_path: Path) -> None:
+    config = tmp_path / "satellite.toml"
+    config.write_text('[mqtt]\nbroker = "mqtt://127.0.0.1:1"\n')
+    done = satellite("--config", str(config))
+    assert (done.returncode, done.stderr) == (
+        1,
+        "error [bad_option]: which satellite is this? give --id NAME, or [satellite] id in "
+        "models.toml\n",
+    )
+
+
+def test_a_satellite_table_is_checked_like_the_rest_of_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "satellite.toml"
+    config.write_text('[satellite]\nid = "the kitchen"\nroom = ""\nmic = "hdmi"\n')
+    done = satellite("--config", str(config))
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"{config}: 3 error(s)",
+        "  satellite.id: use letters, digits, - and _ (at most 64) (got 'the kitchen')",
+        "  satellite.room: must not be empty",
+        "  satellite.mic: unknown key",
+    ]
+
+
+def test_the_readmes_satellite_file_names_it_all_without_flags(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("```toml\n[satellite]\n", 1)[1].split("```", 1)[0]
+    config = tmp_path / "satellite.toml"
+    config.write_text("[satellite]\n" + block)
+    flags = argparse.Namespace(
+        config=config, id=None, room=None, node=None, hub=None, input=None, output=None, wake=None
+    )
+    settings, read = start._settings(flags, start._config(config))
+    assert settings == SatelliteSettings("kitchen", "Kitchen", "tektra", "auto", "auto")
+    assert read.mqtt.broker == "mqtt://hub.local:1883"

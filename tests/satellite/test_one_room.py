@@ -30,7 +30,9 @@ async def test_a_satellite_is_a_home_assistant_device_of_its_room_with_a_microph
 ) -> None:
     hub = start_hub(make_daemon, mosquitto)
     kitchen = rooms("Kitchen")
-    kitchen.start(mosquitto.url)
+    # Told who it is, where its hub is and which room it serves by its models.toml alone (no
+    # flags), as a service starts it.
+    kitchen.start(mosquitto.url, flags=False)
     kitchen.wait_listening()
     config = f"homeassistant/device/{DEVICE}/config"
     watched = [config, topic("kitchen", "#")]

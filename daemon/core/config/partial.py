@@ -145,6 +145,10 @@ def describe(err: ErrorDetails) -> str:
         return f"must be less than {ctx['lt']} (got {_show(value)})"
     if kind == "literal_error":
         return f"must be one of {ctx['expected']} (got {_show(value)})"
+    if kind == "string_too_short":
+        if ctx.get("min_length") == 1:
+            return "must not be empty"
+        return f"must be at least {ctx.get('min_length')} characters (got {_show(value)})"
     if kind == "string_pattern_mismatch":
         return f"{_show(value)} does not match the pattern {ctx['pattern']}"
     if kind == "value_error":

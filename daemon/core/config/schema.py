@@ -8,6 +8,7 @@ fields parsed, and we want every error in one pass."""
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -22,6 +23,8 @@ DEFAULT_ORDER = ("llama_cpp", "mistral_rs", "ollama", "openai")
 BUILTIN_BACKENDS = (*DEFAULT_ORDER, "anthropic")
 TOOL_BACKENDS = ("llama_cpp", "ollama", "openai")
 """The built-in backends that pass tools to a model."""
+SATELLITE_ID = r"^[A-Za-z0-9_-]{1,64}$"
+"""A satellite's id (and a wake's): one MQTT topic level, safe in Home Assistant's ids."""
 
 
 class Section(BaseModel):
@@ -415,6 +418,27 @@ class WyomingSettings(Section):
         return host
 
 
+class SatelliteTable(Section):
+    """`tektra satellite` on this box: who it is (its flags, when given, win). The hub it serves
+    is `[mqtt] broker` and its node `[daemon] node_id`; the daemon itself ignores this table."""
+
+    id: str | None = None
+    """Its id in topics and in Home Assistant (`kitchen`): letters, digits, `-`, `_`."""
+    room: str | None = Field(None, min_length=1)
+    """The room it serves, its Home Assistant area; the id when unset."""
+    input: str = "auto"
+    """The microphone: `auto`, a device name or index (as `[audio] source`)."""
+    output: str = "auto"
+    """The loudspeaker: `auto`, a device name or index (as `[tts] output`)."""
+
+    @field_validator("id")
+    @classmethod
+    def _safe_in_topics(cls, value: str | None) -> str | None:
+        if value is not None and re.match(SATELLITE_ID, value) is None:
+            raise ValueError(f"use letters, digits, - and _ (at most 64) (got {value!r})")
+        return value
+
+
 class MediaSettings(Section):
     """Limits and shaping for images and clips sent with a query."""
 
@@ -564,6 +588,7 @@ class TektraConfig(Section):
     media: MediaSettings = MediaSettings()
     metrics: MetricsSettings = MetricsSettings()
     wyoming: WyomingSettings = WyomingSettings()
+    satellite: SatelliteTable = SatelliteTable()
     entities: list[EntitySettings] = []
     intents: IntentSettings = IntentSettings()
 

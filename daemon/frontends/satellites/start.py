@@ -1,9 +1,11 @@
 """`tektra satellite`: its settings from the flags and an optional models.toml, then run it.
 
-A models.toml is optional: on a satellite box only its `[mqtt]` (credentials, TLS, topic prefix,
-reconnect), `[audio]` (VAD, wake word, block size) and `[tts]` (volume, hold) tables matter, and
-the flags name everything else. With no `[mqtt] username`, a satellite on the hub's own machine
-presents the embedded broker's user login, as `tektra mqtt credentials` prints it.
+A models.toml is optional: on a satellite box only its `[satellite]` (id, room, devices), `[mqtt]`
+(the hub's broker, credentials, TLS, topic prefix, reconnect), `[daemon]` (the hub's node id, log
+level), `[audio]` (VAD, wake word, block size) and `[tts]` (volume, hold) tables matter; a flag
+wins over the file, and a service runs with the file alone. With no `[mqtt] username`, a
+satellite on the hub's own machine presents the embedded broker's user login, as
+`tektra mqtt credentials` prints it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from daemon.frontends.satellites.station import SatelliteSettings, Station
 from daemon.frontends.satellites.wire import valid_id
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-TABLES = ("daemon", "audio", "tts", "mqtt")
+TABLES = ("daemon", "audio", "tts", "mqtt", "satellite")
 """The models.toml tables a satellite reads."""
 
 
@@ -96,8 +98,12 @@ def _config(path: Path | None) -> TektraConfig:
 def _settings(
     args: argparse.Namespace, config: TektraConfig
 ) -> tuple[SatelliteSettings, TektraConfig]:
-    if not valid_id(args.id):
+    table = config.satellite
+    if args.id is not None and not valid_id(args.id):
         raise BadOption(f"--id {args.id!r}: use letters, digits, - and _ (at most 64)")
+    satellite_id = args.id or table.id
+    if satellite_id is None:
+        raise BadOption("which satellite is this? give --id NAME, or [satellite] id in models.toml")
     node = args.node or config.daemon.node_id
     mqtt = config.mqtt
     if args.hub:
@@ -105,15 +111,16 @@ def _settings(
             raise BadOption(f"--hub {args.hub!r}: give the hub's broker as mqtt://host:port")
         mqtt = mqtt.model_copy(update={"broker": args.hub})
     elif mqtt.broker == "none":
-        raise BadOption("no hub to reach: give --hub mqtt://host:port")
+        raise BadOption("no hub to reach: give --hub mqtt://host:port, or [mqtt] broker")
     audio = config.audio
     if args.wake:
         audio = audio.model_copy(
             update={"wake": audio.wake.model_copy(update={"model": args.wake})}
         )
     config = config.model_copy(update={"mqtt": mqtt, "audio": audio})
-    room = args.room or args.id
-    return SatelliteSettings(args.id, room, node, args.input, args.output), config
+    room = args.room or table.room or satellite_id
+    devices = (args.input or table.input, args.output or table.output)
+    return SatelliteSettings(satellite_id, room, node, *devices), config
 
 
 def _local_login(config: TektraConfig) -> tuple[str, str] | None:

@@ -21,10 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from daemon.core.config.schema import SATELLITE_ID
 from daemon.core.errors import TektraError
 
-ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-"""A satellite's id and a wake's id: safe in a topic and in Home Assistant's unique ids."""
 AUDIO_RATE = 16_000
 """Requests are sent as 16 kHz mono s16le, the rate Whisper hears."""
 CHUNK_SAMPLES = 8_000
@@ -44,7 +43,7 @@ def base(topic_prefix: str, hub_node: str, satellite: str) -> str:
 
 
 def valid_id(text: str) -> bool:
-    return re.match(ID_PATTERN, text) is not None
+    return re.match(SATELLITE_ID, text) is not None
 
 
 @dataclass(frozen=True)
