@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                 root=args.root,
                 dry_run=args.print,
                 target=args.target,
+                satellite=args.satellite,
             )
         if args.command == "doctor":  # it reports an invalid configuration as a finding
             from daemon.service.doctor import run as doctor
@@ -194,6 +195,9 @@ def _parser() -> argparse.ArgumentParser:
     service.add_argument("--root", type=Path, help="write under this directory (packaging)")
     service.add_argument(
         "--target", choices=["systemd", "launchd"], help="service manager (default: this OS's)"
+    )
+    service.add_argument(
+        "--satellite", action="store_true", help="a satellite's unit/agent, not the daemon's"
     )
     return parser
 
