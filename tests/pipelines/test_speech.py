@@ -38,8 +38,7 @@ SPEECH = [name.removesuffix(".wav") for name in MANIFEST["speech"]]
 
 async def test_every_speech_fixture_gives_its_transcript_one_utterance_each(tmp_path: Path) -> None:
     # All clips back to back, 1.2 s of silence apart: the segmenter must split them one by one.
-    # The first begins after 1 s, more than the pre-roll (0.75 s) kept before it.
-    parts = [silence(1.0)]
+    parts = [silence(0.5)]
     for name in SPEECH:
         parts += [clip(name), silence(1.2)]
     stream = write_stream(tmp_path / "all.wav", *parts)
@@ -53,7 +52,7 @@ async def test_every_speech_fixture_gives_its_transcript_one_utterance_each(tmp_
     assert run.transcripts == [words(expected(name)) for name in SPEECH]
     assert [words(q.text) for q in run.queries] == run.transcripts  # no wake phrases: all asked
     first = next(t for t in run.of(Transcript) if t.is_final)
-    assert first.language == "en" and 0.0 < first.start_s < 1.0 < first.end_s
+    assert first.language == "en" and 0.0 < first.start_s < 0.5 < first.end_s
     assert run.queries[0].audio_wav[:4] == b"RIFF" and run.queries[0].images == ()
 
 

@@ -75,12 +75,7 @@ class VadSettings(Section):
     """Silero speech probability above which a frame counts as speech."""
     min_speech_ms: int = Field(300, ge=0, le=10_000)
     min_silence_ms: int = Field(700, ge=0, le=10_000)
-    pre_roll_ms: int = Field(750, ge=0, le=5_000)
-    """Audio kept before the first voiced frame. Whisper reads a short command better with some
-    of the room before it: at 500 ms tiny.en heard a person's "10 of clubs" as "10 of close"
-    (fixtures/audio/human), at 750 and 1000 ms as the words said, like the whole recording; the
-    synthesised fixtures read the same at both, and Whisper's cost does not change (its window
-    is 30 s whatever the length)."""
+    pre_roll_ms: int = Field(500, ge=0, le=5_000)
     max_utterance_s: float = Field(15.0, gt=0.0, le=120.0)
     early_silence_ms: int = Field(300, ge=0, le=10_000)
     """Silence after which an utterance whose partial transcript reads as a complete request
