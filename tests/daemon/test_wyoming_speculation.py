@@ -45,15 +45,30 @@ def request_then_silence(name: str, silence_s: float) -> np.ndarray:
     )
 
 
+async def send(
+    stream: StreamTranscription,
+    audio: np.ndarray,
+    *,
+    clock: list[float] | None = None,
+    settle: bool = False,
+) -> None:
+    """Feed `audio` in the client's chunks: live when a `clock` is given (it moves with the
+    audio), else ahead of real time (it stands still); with `settle`, each partial is done
+    before the next chunk comes."""
+    for start in range(0, len(audio), CHUNK):
+        chunk = audio[start : start + CHUNK]
+        if clock is not None:
+            clock[0] += len(chunk) / RATE
+        await stream.feed(chunk)
+        if settle:
+            await stream.settled()
+
+
 async def test_a_partial_that_heard_every_voiced_sample_is_the_transcript() -> None:
     clock = [0.0]
     stream = await transcription(speculative=True, clock=clock)
     audio = request_then_silence("kitchen_lights", 2.5)  # longer than partial_interval_ms
-    for start in range(0, len(audio), CHUNK):
-        chunk = audio[start : start + CHUNK]
-        clock[0] += len(chunk) / RATE  # live: the audio arrives as it is spoken
-        await stream.feed(chunk)
-        await stream.settled()  # each partial is done before the next chunk comes
+    await send(stream, audio, clock=clock, settle=True)
     heard = await stream.finish()
     assert normalise(heard.text) == normalise(EXPECTED["kitchen_lights.wav"]["expected"])
     assert stream.reused is True
@@ -65,10 +80,7 @@ async def test_a_partial_that_heard_every_voiced_sample_is_the_transcript() -> N
 
 async def test_a_recording_sent_faster_than_real_time_is_transcribed_once_at_its_end() -> None:
     stream = await transcription(speculative=True, clock=[0.0])  # the clock stands still
-    audio = request_then_silence("garage", 0.7)
-    for start in range(0, len(audio), CHUNK):
-        await stream.feed(audio[start : start + CHUNK])
-        await stream.settled()
+    await send(stream, request_then_silence("garage", 0.7), settle=True)
     heard = await stream.finish()
     assert normalise(heard.text) == normalise(EXPECTED["garage.wav"]["expected"])
     assert (stream.reused, stream.speculation.partials) == (False, [])
@@ -77,10 +89,7 @@ async def test_a_recording_sent_faster_than_real_time_is_transcribed_once_at_its
 async def test_without_speculation_the_stream_is_transcribed_at_its_end() -> None:
     clock = [0.0]
     stream = await transcription(speculative=False, clock=clock)
-    audio = request_then_silence("weather", 0.7)
-    for start in range(0, len(audio), CHUNK):
-        clock[0] += CHUNK / RATE
-        await stream.feed(audio[start : start + CHUNK])
+    await send(stream, request_then_silence("weather", 0.7), clock=clock)
     heard = await stream.finish()
     assert normalise(heard.text) == normalise(EXPECTED["weather.wav"]["expected"])
     assert (stream.reused, stream.speculation.partials) == (False, [])
@@ -92,17 +101,12 @@ async def test_words_sent_ahead_of_real_time_after_a_partial_are_not_lost() -> N
     # it as it comes): the end still hears the second request, not just the partial's.
     clock = [0.0]
     stream = await transcription(speculative=True, clock=clock)
-    first = request_then_silence("kitchen_lights", 1.5)
-    for start in range(0, len(first), CHUNK):
-        clock[0] += CHUNK / RATE
-        await stream.feed(first[start : start + CHUNK])
-        await stream.settled()
+    await send(stream, request_then_silence("kitchen_lights", 1.5), clock=clock, settle=True)
     assert stream.speculation.partials  # the pause's partial ran
     # A second of silence first: the half second of it within real time's reach is all that
     # could be scored as it came.
     second = np.concatenate([np.zeros(RATE, np.float32), request_then_silence("garage", 0.7)])
-    for start in range(0, len(second), CHUNK):
-        await stream.feed(second[start : start + CHUNK])  # the clock stands still
+    await send(stream, second)  # the clock stands still
     heard = await stream.finish()
     assert stream.reused is False
     assert normalise(EXPECTED["garage.wav"]["expected"]) in normalise(heard.text)
@@ -110,9 +114,7 @@ async def test_words_sent_ahead_of_real_time_after_a_partial_are_not_lost() -> N
 
 async def test_a_recording_sent_faster_than_real_time_is_not_given_to_the_vad() -> None:
     stream = await transcription(speculative=True, clock=[0.0])  # the clock stands still
-    audio = request_then_silence("garage", 0.7)
-    for start in range(0, len(audio), CHUNK):
-        await stream.feed(audio[start : start + CHUNK])
+    await send(stream, request_then_silence("garage", 0.7))
     # The first half second is within real time's reach; nothing after it was scored.
     assert stream.heard <= RATE // 2 + CHUNK
     assert normalise((await stream.finish()).text) == normalise(EXPECTED["garage.wav"]["expected"])
